@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:
+#   make demo   set up .venv and restore the bundled sample images with the default model
+#   make test   set up .venv and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build on this machine; on a GPU machine use e.g. TORCH_SPEC="torch==2.13.0" with the CUDA index.
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all paper-full bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/restore-demo
+
+# Default CI run: everything except the hour-long paper_full reproductions.
+test: $(STAMP)
+	$(PY) -m pytest -m "not paper_full" --durations=30
+
+paper-full: $(STAMP)
+	$(PY) -m pytest -m paper_full --durations=30
+
+bench: $(STAMP)
+	$(PY) benchmarks/converse2d_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,51 @@
+"""Shared pieces of the command-line tools: exit codes, error reporting, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print one clear error line and return the Exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic: a reader never sees a half-written file."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise fail(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, allow_nan=False, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def run(app: typer.Typer) -> None:
+    """Entry point: typer usage errors exit 2; our own errors were already turned into exits."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,134 @@
+"""Reading and writing weights.
+
+Official ``.pth`` files are untrusted: they load with ``torch.load(weights_only=True)``. Our own
+checkpoints are safetensors with the model's JSON config in the file's metadata and beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be read, or that do not fit the model."""
+
+
+def _unwrap(obj, source: Path) -> dict[str, torch.Tensor]:
+    # Training frameworks wrap the state_dict: BasicSR uses 'params' (and 'params_ema'), others 'state_dict'.
+    for key in ("params", "params_ema", "state_dict", "model"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{source}: not a state_dict (a mapping of parameter names to tensors)")
+    keys = list(obj)
+    if keys and all(k.startswith("module.") for k in keys):  # saved from DataParallel/DDP
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def read_state_dict(path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.pth``/``.pt``/``.ckpt`` (weights_only) or ``.safetensors`` file, on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    if suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"{path}: cannot be loaded as plain weights with weights_only=True ({first})") from None
+        return _unwrap(obj, path)
+    raise WeightsError(f"{path}: unknown weights format {suffix!r} (expected .pth, .pt, .ckpt or .safetensors)")
+
+
+def _listing(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", … ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str = "weights") -> nn.Module:
+    """Strict load; a mismatch raises one WeightsError that names the offending keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} != {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    if shapes:
+        problems.append(f"mis-shaped keys: {_listing(shapes)}")
+    if problems:
+        raise WeightsError(f"{source} do not fit {type(model).__name__}: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def config_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def save_checkpoint(path, model: nn.Module, config: dict) -> Path:
+    """Write ``path`` (.safetensors, config in its metadata) and the config as JSON beside it, atomically."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoints are saved as .safetensors, got {path}")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    text = json.dumps(config, indent=2, sort_keys=True)
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"config": text}))
+    _atomic_write(config_path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+    return path
+
+
+def read_checkpoint_config(path) -> dict:
+    """The JSON config of one of our checkpoints: beside it, or else inside the safetensors metadata."""
+    path = Path(path)
+    side = config_path(path)
+    if side.is_file():
+        try:
+            return json.loads(side.read_text())
+        except json.JSONDecodeError as exc:
+            raise WeightsError(f"{side}: invalid JSON config ({exc})") from None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    if "config" not in meta:
+        raise WeightsError(f"{path}: no JSON config beside it ({side.name}) or in its metadata")
+    return json.loads(meta["config"])

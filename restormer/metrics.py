@@ -1,0 +1,71 @@
+"""PSNR, SSIM and the Y channel, as in the official ConverseNet/KAIR test scripts.
+
+Images are on the [0, 255] scale (uint8, or float holding such values), HxW or HxWxC.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+# MATLAB rgb2ycbcr, Y row (ITU-R BT.601, studio swing).
+_Y_COEFFS = np.array([65.481, 128.553, 24.966])
+
+
+def _shaved_pair(a, b, border: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
+    if a.ndim not in (2, 3):
+        raise ValueError(f"expected an HxW or HxWxC image, got shape {a.shape}")
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    h, w = a.shape[:2]
+    if h <= 2 * border or w <= 2 * border:
+        raise ValueError(f"border {border} leaves nothing of a {h}x{w} image")
+    return a[border:h - border, border:w - border], b[border:h - border, border:w - border]
+
+
+def psnr(a, b, border: int = 0, peak: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB after shaving ``border`` pixels; inf when identical."""
+    a, b = _shaved_pair(a, b, border)
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    if mse == 0:
+        return math.inf
+    return float(20 * math.log10(peak / math.sqrt(mse)))
+
+
+def ssim(a, b, border: int = 0) -> float:
+    """MATLAB-style SSIM (11x11 Gaussian window, sigma 1.5) averaged over the valid region.
+
+    For several channels: the mean of the per-channel SSIMs.
+    """
+    a, b = _shaved_pair(a, b, border)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a, b = a[..., 0], b[..., 0]
+    # skimage crops (win_size - 1) // 2 = 5 pixels before averaging: the official "valid" region.
+    return float(structural_similarity(
+        a.astype(np.float64), b.astype(np.float64),
+        gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+        K1=0.01, K2=0.03, channel_axis=-1 if a.ndim == 3 else None,
+    ))
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """Y of MATLAB ``rgb2ycbcr`` for an HxWx3 RGB image, HxW result.
+
+    uint8 in [0, 255]: rounded uint8 in [16, 235]. Float in [0, 1]: unrounded, same dtype, in
+    [16/255, 235/255]. The input is not modified (the official function scales floats in place).
+    """
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB image, got shape {img.shape}")
+    if img.dtype == np.uint8:
+        return np.round(np.dot(img, _Y_COEFFS) / 255.0 + 16.0).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        # Same operation order as the official code: scale in the input precision, dot in float64.
+        scaled = img * img.dtype.type(255.0)
+        return ((np.dot(scaled, _Y_COEFFS) / 255.0 + 16.0) / 255.0).astype(img.dtype)
+    raise TypeError(f"rgb_to_y supports uint8 or float images, got {img.dtype}")

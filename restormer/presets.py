@@ -1,0 +1,169 @@
+"""Model presets (names from the shared design contract, ``../shared/DESIGN.md``) and the one place that turns a MODEL argument into a model.
+
+A MODEL is a preset name, or one of our checkpoints (``.safetensors`` with its JSON config).
+Official ``.pth`` weights are passed as ``PRESET --weights FILE.pth``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from restormer.checkpoints import WeightsError, load_weights, read_checkpoint_config, read_state_dict
+from restormer.converse_arch import ConverseDnCNN, ConverseNet, ConverseSRResNet, ConverseUSRNet
+from restormer.restormer_arch import Restormer
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "restormer": Restormer,
+    "converse-dncnn": ConverseDnCNN,
+    "converse-srresnet": ConverseSRResNet,
+    "conversenet": ConverseNet,
+    "converse-usrnet": ConverseUSRNet,
+}
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def shared_dir() -> Path:
+    """``$RESTORMER_SHARED``, else ``../shared`` beside the project root (it may not exist)."""
+    env = os.environ.get("RESTORMER_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the tools need to know about a model besides its weights."""
+
+    name: str
+    architecture: str
+    task: str
+    config: dict = field(default_factory=dict)
+    in_channels: int = 3
+    out_channels: int = 3
+    scale: int = 1
+    pad_multiple: int = 1
+    needs_kernel: bool = False
+    weights: str | None = None  # official file under shared/weights, or a path of ours
+    degrade: str | None = None  # the published evaluation protocol
+    description: str = ""
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModelSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise WeightsError(f"checkpoint config has unknown keys {unknown}; valid: {sorted(names)}")
+        if data.get("architecture") not in ARCHITECTURES:
+            raise WeightsError(f"checkpoint config names unknown architecture {data.get('architecture')!r}; known: {sorted(ARCHITECTURES)}")
+        return cls(**data)
+
+
+def _restormer(name, task, description, layer_norm, channels=3, **extra) -> ModelSpec:
+    config = {"LayerNorm_type": layer_norm, "inp_channels": channels, "out_channels": channels, **extra}
+    in_ch = config["inp_channels"]
+    return ModelSpec(name, "restormer", task, config, in_ch, config["out_channels"], pad_multiple=8, description=description)
+
+
+_CONVERSE_WEIGHTS = "weights/conversenet/"
+
+PRESETS: dict[str, ModelSpec] = {
+    p.name: p
+    for p in [
+        ModelSpec(
+            "default", "restormer", "denoise",
+            {"dim": 16, "num_blocks": [2, 2, 2, 2], "num_refinement_blocks": 2, "heads": [1, 2, 4, 8],
+             "LayerNorm_type": "BiasFree"},
+            pad_multiple=8, weights=str(ASSETS / "default.safetensors"), degrade="noise:25",
+            description="built-in small Restormer, blind colour Gaussian denoising (trained by this project)",
+        ),
+        _restormer("restormer-denoise-color", "denoise", "Restormer, Gaussian colour denoising", "BiasFree"),
+        _restormer("restormer-denoise-gray", "denoise", "Restormer, Gaussian grey denoising", "BiasFree", channels=1),
+        _restormer("restormer-denoise-real", "denoise", "Restormer, real (SIDD) denoising", "BiasFree"),
+        _restormer("restormer-derain", "derain", "Restormer, deraining", "WithBias"),
+        _restormer("restormer-motion-deblur", "deblur", "Restormer, motion deblurring", "WithBias"),
+        _restormer("restormer-defocus-single", "deblur", "Restormer, single-image defocus deblurring", "WithBias"),
+        ModelSpec(
+            "restormer-defocus-dual", "restormer", "deblur",
+            {"inp_channels": 6, "out_channels": 3, "LayerNorm_type": "WithBias", "dual_pixel_task": True},
+            in_channels=6, out_channels=3, pad_multiple=8,
+            description="Restormer, dual-pixel defocus deblurring (left+right views, 6 channels)",
+        ),
+        ModelSpec(
+            "converse-dncnn", "converse-dncnn", "denoise",
+            {"in_channels": 1, "kernel_size": 7, "padding": 6, "padding_mode": "circular"},
+            in_channels=1, out_channels=1, weights=_CONVERSE_WEIGHTS + "converse_dncnn.pth", degrade="noise:25",
+            description="Converse-DnCNN, grey Gaussian denoising, sigma 25",
+        ),
+        ModelSpec(
+            "converse-srresnet", "converse-srresnet", "sr", {"upscale": 4}, scale=4,
+            weights=_CONVERSE_WEIGHTS + "converse_srresnet.pth", degrade="sr:4",
+            description="Converse-SRResNet, bicubic x4 super-resolution",
+        ),
+        ModelSpec(
+            "conversenet-deblur", "conversenet", "deblur", {},
+            weights=_CONVERSE_WEIGHTS + "conversenet.pth",
+            description="ConverseNet, blind deblurring (7 blocks applied 5 times)",
+        ),
+        ModelSpec(
+            "converse-usrnet", "converse-usrnet", "deblur", {}, needs_kernel=True,
+            weights=_CONVERSE_WEIGHTS + "converse_usrnet.pth",
+            description="Converse-USRNet + KernelNet, non-blind deblurring (the blur kernel is a second input)",
+        ),
+    ]
+}
+
+
+def official_weights(spec: ModelSpec) -> Path | None:
+    """Where the preset's default weights are, or None when it has none."""
+    if not spec.weights:
+        return None
+    path = Path(spec.weights)
+    return path if path.is_absolute() else shared_dir() / path
+
+
+def resolve(model: str) -> ModelSpec:
+    """A preset name or one of our checkpoints -> its ModelSpec (weights pointing at the file)."""
+    if model in PRESETS:
+        return PRESETS[model]
+    path = Path(model)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        config = read_checkpoint_config(path)
+        spec = ModelSpec.from_json(config.get("model", config))
+        return dataclasses.replace(spec, weights=str(path.resolve()))
+    if path.suffix in (".pth", ".pt"):
+        raise ValueError(f"{model}: official .pth weights need their architecture: pass PRESET --weights {model}")
+    raise ValueError(f"unknown model {model!r}: not a preset ({', '.join(PRESETS)}) nor a .safetensors checkpoint")
+
+
+def build(spec: ModelSpec) -> nn.Module:
+    """An untrained model of the spec's architecture and configuration."""
+    return ARCHITECTURES[spec.architecture](**spec.config)
+
+
+def load_model(model: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Build MODEL and load its weights (``weights`` overrides the preset's), in eval mode on the CPU."""
+    spec = resolve(model)
+    net = build(spec)
+    path = Path(weights) if weights else official_weights(spec)
+    if path is None:
+        raise WeightsError(f"{spec.name} has no default weights: pass --weights FILE")
+    if not path.is_file():
+        hint = (
+            " (the built-in default model is produced by the training issue and is not shipped yet)"
+            if spec.name == "default"
+            else f" (official weights are read from {shared_dir()}; set RESTORMER_SHARED or pass --weights)"
+            if not weights
+            else ""
+        )
+        raise FileNotFoundError(f"weights for {spec.name} not found: {path}{hint}")
+    load_weights(net, read_state_dict(path), source=str(path))
+    return net.eval(), spec
