@@ -7,15 +7,15 @@ calls (the kernel spectrum is rebuilt every time in both). Prints the ratios.
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from converse_reference import converse2d_official  # noqa: E402
+from timing import latency_ms  # noqa: E402
 
 from restormer.ops import converse2d  # noqa: E402
 
@@ -24,18 +24,6 @@ CASES = [
     ("s=1: C=64 128x128 k=5 pad 4 replicate", 64, 128, 128, 5, 1, 4, "replicate", 3.0),
     ("s=2: C=64 64x64->128x128 k=2 pad 2 replicate", 64, 64, 64, 2, 2, 2, "replicate", 2.0),
 ]
-
-
-def median_ms(fn, runs: int, warmup: int = 3) -> float:
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -53,8 +41,9 @@ def main() -> int:
         x = torch.rand(1, c, h, w)
         kernel = torch.softmax(torch.randn(1, c, k * k), -1).reshape(1, c, k, k)
         lam = torch.sigmoid(torch.zeros(1, c, 1, 1) - 9) + 1e-5
-        ref = median_ms(lambda: converse2d_official(x, kernel, lam, s, p, mode), args.runs)
-        ours = median_ms(lambda: converse2d(x, kernel, lam, s, p, mode), args.runs)
+        with torch.inference_mode():
+            ref = latency_ms(lambda: converse2d_official(x, kernel, lam, s, p, mode), args.runs)[0]
+            ours = latency_ms(lambda: converse2d(x, kernel, lam, s, p, mode), args.runs)[0]
         ratio = ref / ours
         ok &= ratio >= target
         print(f"| {name} | {ref:.1f} | {ours:.1f} | {ratio:.2f}x | >= {target:.0f}x |")
