@@ -52,9 +52,13 @@ def TransposedAttention(q, k, v, temperature, heads: int):
     kf = op.Reshape(op.Cast(k, to=1), grouped)
     vf = op.Reshape(op.Cast(v, to=1), grouped)
     eps = op.Constant(value_float=1e-12)
-    qn = op.Div(qf, op.Max(op.Sqrt(op.ReduceSumSquare(qf, [-1], keepdims=1)), eps))
-    kn = op.Div(kf, op.Max(op.Sqrt(op.ReduceSumSquare(kf, [-1], keepdims=1)), eps))
-    logits = op.Mul(op.MatMul(qn, op.Transpose(kn, perm=[0, 1, 3, 2])), op.Cast(temperature, to=1))
+    # normalize(q) · normalize(k)ᵀ = (q · kᵀ) / (‖q‖ ‖k‖ᵀ): the norms divide the small (c × c) Gram
+    # matrix instead of the two full (c × h·w) maps.
+    q_norm = op.Max(op.Sqrt(op.ReduceSumSquare(qf, [-1], keepdims=1)), eps)  # (B, heads, c, 1)
+    k_norm = op.Max(op.Sqrt(op.ReduceSumSquare(kf, [-1], keepdims=1)), eps)
+    gram = op.MatMul(qf, op.Transpose(kf, perm=[0, 1, 3, 2]))
+    scale = op.Div(op.Cast(temperature, to=1), op.Mul(q_norm, op.Transpose(k_norm, perm=[0, 1, 3, 2])))
+    logits = op.Mul(gram, scale)
     attended = op.MatMul(op.Softmax(logits, axis=-1), vf)
     out = op.CastLike(op.Reshape(attended, shape), q)
     return out

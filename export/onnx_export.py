@@ -1,7 +1,8 @@
 """PyTorch reference -> ONNX with custom ``restormer`` nodes, verified before it is written.
 
 One direction: load the model, trace it with the dynamo exporter (the two custom ops become
-``TransposedAttention`` / ``Converse2D`` nodes through ``torch.onnx.ops.symbolic``), attach their
+``TransposedAttention`` / ``Converse2D`` nodes through ``torch.onnx.ops.symbolic``), rewrite the FP32
+graph for speed (``export.optimize``: fused LayerNormalization, no channel Splits), attach their
 reference functions, lower Converse2D to MatMuls if asked, convert to FP16 if asked, stamp the
 metadata, check it (onnx.checker, an ONNX Runtime session, parity with PyTorch on a sample image)
 and only then move it into place.
@@ -25,6 +26,7 @@ import torch
 from export.fp16 import convert_to_fp16
 from export.functions import DOMAIN, ONNX_OPSET, attach_functions
 from export.lowering import lower_converse2d_matmul
+from export.optimize import optimize_for_inference
 from restormer import __version__ as tool_version
 from restormer.imageio import read_image
 from restormer.presets import ASSETS, ModelSpec, load_model
@@ -168,9 +170,19 @@ def verify(path: Path, net: torch.nn.Module, spec: ModelSpec, precision: str, si
 
 
 def build_onnx(net, spec: ModelSpec, precision: str, converse_lowering: str, io_fp16: bool, inline: bool,
-               source_sha256: str, opset: int = ONNX_OPSET) -> onnx.ModelProto:
+               source_sha256: str, opset: int = ONNX_OPSET, optimize: bool = True) -> onnx.ModelProto:
     model = trace(net, spec, opset)
+    return finish_onnx(model, spec, precision, converse_lowering, io_fp16, inline, source_sha256, optimize)
+
+
+def finish_onnx(model: onnx.ModelProto, spec: ModelSpec, precision: str, converse_lowering: str, io_fp16: bool,
+                inline: bool, source_sha256: str, optimize: bool = True) -> onnx.ModelProto:
+    """Everything after the trace (``model`` is modified; pass a copy to reuse a trace)."""
     strip_trace_metadata(model)
+    if optimize:
+        # FP32 graph rewrites (fused LayerNorm, split/padded 1x1 -> depthwise chunks), before the FP16
+        # pass: the new LayerNorm nodes carry the class hierarchy that places the FP32 islands.
+        model, _ = optimize_for_inference(model)
     model = attach_functions(model)
     if precision == "fp16":
         model = convert_to_fp16(model, io_fp16=io_fp16)
@@ -207,6 +219,7 @@ def export(
     inline: bool = False,
     opset: int = ONNX_OPSET,
     verify_size: int = 64,
+    optimize: bool = True,
 ) -> ExportResult:
     """Export MODEL to ``out``; the file appears only after the self-check passed."""
     t0 = time.perf_counter()
@@ -224,7 +237,7 @@ def export(
         from restormer.presets import official_weights
 
         source = official_weights(spec)
-    onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset)
+    onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset, optimize)
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
