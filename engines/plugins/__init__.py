@@ -1,0 +1,1 @@
+"""TensorRT plugins, one folder per plugin (sources, CMake build, README)."""
