@@ -101,12 +101,17 @@ def config_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
-def save_checkpoint(path, model: nn.Module, config: dict) -> Path:
-    """Write ``path`` (.safetensors, config in its metadata) and the config as JSON beside it, atomically."""
+def save_checkpoint(path, model: nn.Module, config: dict, dtype: torch.dtype | None = None) -> Path:
+    """Write ``path`` (.safetensors, config in its metadata) and the config as JSON beside it, atomically.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point tensors in that type, to ship small
+    files; loading casts them back to the model's own type."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoints are saved as .safetensors, got {path}")
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     text = json.dumps(config, indent=2, sort_keys=True)
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"config": text}))
     _atomic_write(config_path(path), lambda tmp: Path(tmp).write_text(text + "\n"))

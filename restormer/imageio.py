@@ -41,6 +41,15 @@ def read_image(path, channels: int | None = None) -> np.ndarray:
     channels=1: grey (colour converted with BT.601 luma, rounded); 3: RGB (grey replicated);
     None: as stored. Alpha is dropped.
     """
+    img, _alpha = read_image_alpha(path, channels)
+    return img
+
+
+def read_image_alpha(path, channels: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """As ``read_image``, but also return the alpha channel (HxWx1, same dtype) or None.
+
+    EXIF orientation is applied (Pillow formats) to both colour and alpha.
+    """
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     path = Path(path)
@@ -60,8 +69,8 @@ def read_image(path, channels: int | None = None) -> np.ndarray:
     except Exception as exc:  # decoders raise many types (OSError, SyntaxError, struct.error, ...)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(f"cannot read image {path}: {reason}") from exc
-    img, _alpha = _split_alpha(img)
-    return _convert_channels(img, channels)
+    img, alpha = _split_alpha(img)
+    return _convert_channels(img, channels), alpha
 
 
 def _decode_pillow(path: Path) -> np.ndarray:
@@ -101,6 +110,8 @@ def _decode_tiff(path: Path) -> np.ndarray:
         page = tif.pages[0]
         arr = page.asarray()
         axes = page.axes
+        tag = page.tags.get(274)  # Orientation, as EXIF
+        orientation = int(tag.value) if tag is not None else 1
     if arr.ndim == 3 and axes.startswith("S"):  # planar (separate) configuration
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
@@ -109,7 +120,21 @@ def _decode_tiff(path: Path) -> np.ndarray:
         raise ImageReadError(f"cannot read image {path}: unsupported TIFF layout {arr.shape} ({axes})")
     if arr.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f"cannot read image {path}: unsupported TIFF sample type {arr.dtype}")
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(_orient(arr, orientation))
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply a TIFF/EXIF orientation to an HxWxC array (as Pillow's ``ImageOps.exif_transpose``)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    return ops[orientation](arr) if orientation in ops else arr
 
 
 def _split_alpha(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -128,8 +153,12 @@ def _convert_channels(img: np.ndarray, channels: int | None) -> np.ndarray:
     return luma.astype(img.dtype)[..., None]
 
 
-def write_image(path, img: np.ndarray) -> None:
-    """Write a uint8/uint16 HxW, HxWx1 or HxWx3 image atomically; format from the extension."""
+def write_image(path, img: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    """Write a uint8/uint16 HxW, HxWx1 or HxWx3 image atomically; format from the extension.
+
+    ``alpha`` (HxW or HxWx1, the image's dtype) is appended as an alpha channel: PNG (8-bit),
+    TIFF (8/16-bit, unassociated alpha); JPEG and BMP cannot.
+    """
     path = Path(path)
     img = np.asarray(img)
     if img.dtype not in (np.uint8, np.uint16):
@@ -139,6 +168,9 @@ def write_image(path, img: np.ndarray) -> None:
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
         raise ValueError(f"write_image needs an HxW, HxWx1 or HxWx3 image, got shape {img.shape}")
     ext = path.suffix.lower()
+    if alpha is not None:
+        _write_with_alpha(path, img, np.asarray(alpha), ext)
+        return
     if ext not in IMAGE_EXTENSIONS:
         raise ValueError(f"cannot write {path}: unsupported extension "
                          f"(use one of {', '.join(IMAGE_EXTENSIONS)})")
@@ -156,6 +188,44 @@ def write_image(path, img: np.ndarray) -> None:
             else:
                 fmt = Image.registered_extensions()[ext]
                 Image.fromarray(np.ascontiguousarray(img)).save(f, format=fmt)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_with_alpha(path: Path, img: np.ndarray, alpha: np.ndarray, ext: str) -> None:
+    if alpha.ndim == 3 and alpha.shape[2] == 1:
+        alpha = alpha[..., 0]
+    if alpha.dtype != img.dtype or alpha.shape != img.shape[:2]:
+        raise ValueError(f"cannot write {path}: alpha {alpha.dtype} {alpha.shape} does not match the image "
+                         f"{img.dtype} {img.shape[:2]}")
+    colour = img[..., None] if img.ndim == 2 else img
+    data = np.ascontiguousarray(np.concatenate([colour, alpha[..., None]], axis=2))
+    if ext in _TIFF_EXTENSIONS:
+        photometric = "rgb" if colour.shape[2] == 3 else "minisblack"
+        _atomic(path, lambda f: tifffile.imwrite(f, data, photometric=photometric, planarconfig="contig",
+                                                 extrasamples=["unassalpha"]))
+        return
+    if ext in (".jpg", ".jpeg"):
+        raise ValueError(f"cannot write {path}: JPEG has no alpha channel; use .png or .tif")
+    if data.dtype == np.uint16:
+        raise ValueError(f"cannot write {path}: 16-bit images with alpha need .tif")
+    if ext == ".bmp":
+        raise ValueError(f"cannot write {path}: BMP with alpha is not supported; use .png or .tif")
+    mode = "RGBA" if colour.shape[2] == 3 else "LA"
+    fmt = Image.registered_extensions()[ext]
+    _atomic(path, lambda f: Image.fromarray(data, mode=mode).save(f, format=fmt))
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,58 @@
+"""Ship a restore-train run as the built-in default model (preset ``default``).
+
+    python scripts/ship_default.py [runs/default] [--which best|last]
+
+Writes ``restormer/assets/default.safetensors`` with FP16 weights (the FP32 file of the small
+Restormer is 4.7 MB, over the 4 MB budget; loading casts back to FP32), ``default.json`` (model
+spec, iteration, validation scores and the resolved training config) and the run's training log
+``default_training_log.jsonl``, and prints how far the shipped model's output is from the run's
+FP32 weights on a random input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from restormer.checkpoints import read_checkpoint_config, save_checkpoint
+from restormer.presets import ASSETS, load_model
+
+BUDGET_BYTES = 4 * 1024 * 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, nargs="?", default=Path("runs/default"))
+    ap.add_argument("--which", choices=("best", "last"), default="best")
+    args = ap.parse_args()
+    source = args.run / f"{args.which}.safetensors"
+    net, spec = load_model(str(source))
+    config = read_checkpoint_config(source)
+    config["model"]["weights"] = None
+    config["source_run"] = {"file": source.name, "weights_dtype": "float16"}
+    target = ASSETS / "default.safetensors"
+    save_checkpoint(target, net, config, dtype=torch.float16)
+    shutil.copyfile(args.run / "log.jsonl", ASSETS / "default_training_log.jsonl")
+    for path in (target, target.with_suffix(".json"), ASSETS / "default_training_log.jsonl"):
+        path.chmod(0o644)
+    size = target.stat().st_size
+    print(f"{target}: {size / 1e6:.2f} MB, iteration {config.get('iteration')}, validation {config.get('val')}")
+
+    shipped, _ = load_model("default")
+    with torch.no_grad():
+        x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        err = (shipped(x) - net(x)).abs().max().item()
+    print(f"max abs difference FP16-stored vs FP32 weights on a 64x64 input: {err:.2e}")
+    if size > BUDGET_BYTES:
+        print(f"FAILED: {size} bytes is over the 4 MB budget", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""restore-bench (latency/memory/FLOPs rows, markdown) and restore-info (metadata, runtime compatibility)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli.bench import app as bench_app
+from cli.bench import count_flops, parse_size
+from cli.info import app as info_app
+from restormer.presets import PRESETS
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # the machine is shared: one thread per test
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def art():
+    from runtime_helpers import small_artifacts
+
+    return small_artifacts()
+
+
+def test_parse_size():
+    assert parse_size("256x128") == (256, 128) and parse_size("64") == (64, 64)
+    with pytest.raises(ValueError):
+        parse_size("big")
+
+
+def test_flops_of_a_plain_preset():
+    spec = PRESETS["converse-dncnn"]
+    flops = count_flops(spec, (1, 1, 32, 32))
+    # 1x1 head (1->64), tail (64->1) and per block two 1x1 convs 64->64 and 64->? ... at least the head/tail
+    assert flops is not None and flops > 2 * 2 * 64 * 32 * 32
+
+
+def test_bench_rows_and_markdown(art, tmp_path):
+    out = tmp_path / "b.json"
+    r = runner.invoke(bench_app, [str(art["fp32"]), str(art["ckpt"]), "--size", "24x32", "--iters", "2", "--warmup", "1",
+                                  "--threads", "1", "--json", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "| artifact | backend |" in r.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["backend"] for row in rows] == ["ort-cpu", "torch-cpu"]
+    for row in rows:
+        assert set(row) >= {"backend", "precision", "size", "median_ms", "p90_ms", "peak_mem_mb"}
+        assert row["size"] == "24x32" and 0 < row["median_ms"] <= row["p90_ms"] and row["peak_mem_mb"] >= 0
+    assert rows[1]["gflops"] > 0 and rows[1]["gflop_per_s"] > 0  # checkpoint: FLOPs from its own config
+
+
+def test_bench_bad_usage(art):
+    assert runner.invoke(bench_app, [str(art["fp32"]), "--size", "axb"]).exit_code == 2
+    assert runner.invoke(bench_app, ["missing.onnx"]).exit_code == 2
+
+
+def test_info_onnx(art, tmp_path):
+    out = tmp_path / "i.json"
+    r = runner.invoke(info_app, [str(art["fp16"]), "--json", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    for key in ("architecture", "preset", "task", "scale", "in_channels", "out_channels", "value_range", "pad_multiple",
+                "precision", "tool_version", "source_sha256"):
+        assert key in data
+    assert data["precision"] == "fp16" and data["compatible"] and "ort-cpu" in data["backends"]
+    assert "CPUExecutionProvider" in data["runtimes"]["onnxruntime_providers"]
+
+
+def test_info_engine_without_tensorrt(tmp_path):
+    (tmp_path / "m.engine").write_bytes(b"x")
+    (tmp_path / "m.engine.json").write_text(json.dumps({"preset": "converse-dncnn", "in_channels": 1, "out_channels": 1,
+                                                 "scale": 1, "pad_multiple": 1, "precision": "fp16",
+                                                 "tensorrt_version": "10.3.0"}))
+    r = runner.invoke(info_app, [str(tmp_path / "m.engine")], catch_exceptions=False)
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert r.exit_code == 1 and "TensorRT is not installed" in r.output
+        return
+    pytest.skip("TensorRT installed: the no-TensorRT path is not testable here")
+
+
+def test_info_bad_input(tmp_path):
+    assert runner.invoke(info_app, ["nothing.bin"]).exit_code == 2
+    (tmp_path / "bad.onnx").write_text("nope")
+    assert runner.invoke(info_app, [str(tmp_path / "bad.onnx")]).exit_code == 2
+    (tmp_path / "e.plan").write_bytes(b"x")
+    assert runner.invoke(info_app, [str(tmp_path / "e.plan")]).exit_code == 2  # no sidecar

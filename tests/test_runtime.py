@@ -1,0 +1,232 @@
+"""engines.backends (runners, load_runner) and engines.tiling (tiled inference with feathered blending)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import need_shared
+from engines.backends import (
+    BackendError, OnnxRuntimeRunner, PyTorchRunner, TensorRTRunner, as_polygraphy, available_backends, load_runner,
+)
+from engines.tiling import ramp_weights, restore_array, tile_count, tile_starts
+from restormer.presets import ModelSpec
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # the machine is shared: one thread per test
+
+
+def _psnr(a, b):
+    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
+    return 10 * np.log10(1 / max(mse, 1e-20))
+
+
+class PlainConv(nn.Module):
+    """Translation-equivariant (zero padding, receptive field radius 4), small but non-trivial."""
+
+    def __init__(self, c=1, f=8, scale=1):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, f, 3, padding=1), nn.ReLU(), nn.Conv2d(f, f, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(f, f, 3, padding=1), nn.ReLU(), nn.Conv2d(f, c * scale * scale, 3, padding=1))
+        self.shuffle = nn.PixelShuffle(scale) if scale > 1 else nn.Identity()
+        self.scale = scale
+
+    def forward(self, x):
+        up = nn.functional.interpolate(x, scale_factor=self.scale) if self.scale > 1 else x
+        return up + self.shuffle(self.body(x))
+
+
+def _spec(c=1, scale=1, pad_multiple=1):
+    return ModelSpec("plain", "converse-dncnn", "denoise", {}, in_channels=c, out_channels=c, scale=scale,
+                     pad_multiple=pad_multiple)
+
+
+def _torch_fn(net):
+    def fn(x):
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+    return fn
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def test_tile_starts_cover_the_axis():
+    assert tile_starts(100, 128, 32) == [0]
+    assert tile_starts(512, 128, 32) == [0, 96, 192, 288, 384]
+    starts = tile_starts(300, 128, 32)
+    assert starts[0] == 0 and starts[-1] == 300 - 128
+    assert all(b - a <= 128 - 32 for a, b in zip(starts, starts[1:]))
+    assert tile_count(512, 512, 128, 32) == 25 and tile_count(64, 64, 128, 32) == 1
+
+
+def test_ramps_are_positive_and_one_inside():
+    w = ramp_weights(128, 32, True, True)
+    assert w.min() > 0 and w.max() == 1 and (w[32:96] == 1).all()
+    assert (np.diff(w[:32]) >= 0).all() and (ramp_weights(128, 32, False, False) == 1).all()
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize("shape", [(200, 170), (64, 300), (1, 1)])
+def test_blending_is_exact_for_identity_and_constant(scale, shape):
+    """Weighted tiles / accumulated weights: an identity (or nearest x2) net gives back its input,
+    a constant net a constant, whatever the tiling."""
+    x = np.random.default_rng(0).random((3,) + shape, dtype=np.float32)
+    spec = _spec(3, scale, pad_multiple=8)
+
+    def ident(t):
+        return np.repeat(np.repeat(t, scale, -2), scale, -1)
+
+    want = ident(x[None])[0]
+    for tile, overlap, batch in [(None, 0, 1), (64, 16, 1), (48, 40, 3), (32, 0, 2)]:
+        got = restore_array(ident, spec, x, tile=tile, overlap=overlap, batch=batch)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        const = restore_array(lambda t: np.full_like(ident(t), 0.25), spec, x, tile=tile, overlap=overlap, batch=batch)
+        np.testing.assert_allclose(const, 0.25, atol=1e-6)
+
+
+def test_tiles_are_padded_to_the_multiple():
+    seen = []
+
+    def fn(t):
+        seen.append(t.shape)
+        return t
+
+    restore_array(fn, _spec(pad_multiple=8), np.zeros((1, 61, 75), np.float32), tile=30, overlap=6)
+    assert all(s[-1] % 8 == 0 and s[-2] % 8 == 0 for s in seen)
+    assert len(seen) == tile_count(61, 75, 30, 6, 8)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_tiled_matches_untiled_plain_conv_512(scale):
+    """Translation-equivariant net, 512² image, tile 128 overlap 32: >= 50 dB vs one whole-image pass."""
+    torch.manual_seed(0)
+    net = PlainConv(1, 8, scale).eval()
+    spec = _spec(1, scale)
+    x = np.random.default_rng(1).random((1, 512, 512), dtype=np.float32)
+    full = restore_array(_torch_fn(net), spec, x)
+    tiled = restore_array(_torch_fn(net), spec, x, tile=128, overlap=32, batch=4)
+    assert tiled.shape == (1, 512 * scale, 512 * scale)
+    assert _psnr(tiled, full) >= 50
+
+
+def test_tiled_converse_dncnn_official_small():
+    need_shared("weights", "conversenet", "converse_dncnn.pth")
+    runner = load_runner("converse-dncnn", "torch-cpu")
+    with runner:
+        x = np.random.default_rng(0).random((1, 128, 128), dtype=np.float32) * 0.5 + 0.25
+        full = restore_array(runner.run, runner.spec, x)
+        tiled = restore_array(runner.run, runner.spec, x, tile=64, overlap=32, batch=4)
+    assert _psnr(tiled, full) >= 45
+
+
+@pytest.mark.slow
+def test_tiled_converse_dncnn_official_512():
+    path = need_shared("data", "denoise", "Set12")
+    from restormer.imageio import list_images, read_image
+
+    big = [p for p in list_images(path) if min(read_image(p, 1).shape[:2]) >= 512]
+    img = read_image(big[0], 1)[:512, :512].transpose(2, 0, 1).astype(np.float32) / 255
+    assert img.shape == (1, 512, 512)
+    x = img + np.random.default_rng(0).normal(0, 25 / 255, img.shape).astype(np.float32)
+    with load_runner("converse-dncnn", "torch-cpu") as runner:
+        full = restore_array(runner.run, runner.spec, x)
+        tiled = restore_array(runner.run, runner.spec, x, tile=128, overlap=32, batch=4)
+    assert _psnr(tiled, full) >= 50
+
+
+def test_bad_tiling_arguments():
+    spec = _spec()
+    x = np.zeros((1, 32, 32), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        restore_array(lambda t: t, spec, x, tile=16, overlap=16)
+    with pytest.raises(RuntimeError, match="returned shape"):
+        restore_array(lambda t: t[..., :-1], spec, x)
+
+
+# --------------------------------------------------------------------------- runners
+
+
+@pytest.fixture(scope="module")
+def onnx_models():
+    """A small Converse-DnCNN checkpoint, its FP32 export and an FP16-IO export."""
+    from runtime_helpers import small_artifacts
+
+    return small_artifacts()
+
+
+def test_load_runner_picks_backends(onnx_models):
+    assert isinstance(load_runner(onnx_models["fp32"]), OnnxRuntimeRunner)
+    assert load_runner(onnx_models["fp32"]).name == available_backends(str(onnx_models["fp32"]))[0]
+    assert isinstance(load_runner(onnx_models["ckpt"]), PyTorchRunner)
+    assert load_runner(onnx_models["ckpt"], "torch").name in ("torch-cpu", "torch-cuda")
+    with pytest.raises(ValueError, match="cannot run"):
+        load_runner(onnx_models["fp32"], "torch-cpu")
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_runner(onnx_models["fp32"], "directml")
+    with pytest.raises(ValueError, match="unknown artefact"):
+        load_runner("model.bin")
+    with pytest.raises(FileNotFoundError):
+        load_runner("missing.onnx")
+
+
+def test_onnx_runner_reads_metadata_and_matches_torch(onnx_models):
+    x = np.random.default_rng(0).random((2, 1, 40, 48), dtype=np.float32)
+    with load_runner(onnx_models["ckpt"], "torch-cpu") as ref:
+        want = ref.run(x)
+    for key, floor in (("fp32", 60), ("fp16", 40)):
+        with OnnxRuntimeRunner(onnx_models[key], threads=1) as runner:
+            assert runner.spec.in_channels == 1 and runner.spec.scale == 1 and runner.spec.pad_multiple == 1
+            assert runner.precision == key
+            meta = runner.get_input_metadata()
+            assert meta["input"][0] == (np.float16 if key == "fp16" else np.float32)
+            got = runner.run(x)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert _psnr(got, want) >= floor, key
+
+
+def test_runner_lifecycle_and_polygraphy_wrapper(onnx_models):
+    runner = PyTorchRunner(net=onnx_models["net"], spec=onnx_models["spec"])
+    with pytest.raises(BackendError, match="activate"):
+        runner.run(np.zeros((1, 1, 8, 8), np.float32))
+    wrapped = as_polygraphy(runner, "ref")
+    with wrapped:
+        assert runner.is_active
+        out = wrapped.infer({"input": np.zeros((1, 1, 16, 16), np.float32)})
+        assert out["output"].shape == (1, 1, 16, 16)
+    assert not runner.is_active
+
+
+def test_ort_cuda_unavailable_is_one_clear_error(onnx_models):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(BackendError, match="no CUDAExecutionProvider"):
+        with load_runner(onnx_models["fp32"], "ort-cuda"):
+            pass
+
+
+def test_tensorrt_runner_needs_sidecar_and_tensorrt(tmp_path, onnx_models):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(BackendError, match="sidecar"):
+        TensorRTRunner(engine)
+    import json
+
+    (tmp_path / "m.engine.json").write_text(json.dumps({"preset": "converse-dncnn", "architecture": "converse-dncnn",
+                                                 "in_channels": 1, "out_channels": 1, "scale": 1, "pad_multiple": 1,
+                                                 "precision": "fp16", "tensorrt_version": "10.3.0"}))
+    runner = TensorRTRunner(engine)
+    assert runner.precision == "fp16" and runner.spec.in_channels == 1
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendError, match="tensorrt is not installed"):
+            runner.activate()
+        pytest.skip("TensorRT is not installed: engine inference not tested")
+    pytest.skip("a real engine needs a GPU build step (engines/tensorrt)")
