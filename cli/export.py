@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from cli.common import fail, out, run, write_json
+from cli.common import console, fail, out, run, write_json
 from restormer.checkpoints import WeightsError
 from restormer.presets import PRESETS
 
@@ -23,6 +24,8 @@ EPILOG = f"""
 
   restore-export restormer-derain --weights deraining.pth --precision fp16 --out derain.onnx
 
+  restore-export default --precision int8 --calib-dir images/ --calib-cache ranges.json --out default_int8.onnx
+
 [bold]What you get[/]: dynamic batch, height and width; every MDTA attention core is one
 [italic]restormer::TransposedAttention[/] node and every Converse2D solve one [italic]restormer::Converse2D[/]
 node (with plugin_namespace/plugin_version for the TensorRT plugin); each carries a model-local
@@ -33,7 +36,7 @@ FP16 is a strongly typed FP16 graph with FP32 islands (LayerNorm statistics, the
 normalisation and softmax, the Converse2D solve); inputs and outputs stay FP32 unless --io fp16.
 
 The file is written only after it passed onnx.checker, an ONNX Runtime session and a parity run
-against PyTorch on a sample image (PSNR >= 60 dB for fp32, >= 45 dB for fp16).
+against PyTorch on a sample image (PSNR >= 60 dB for fp32, >= 45 dB for fp16, >= 35 dB for int8).
 
 [bold]Presets[/]: {", ".join(PRESETS)}
 
@@ -45,30 +48,69 @@ app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_setting
 
 @app.command(help=__doc__, epilog=EPILOG)
 def main(
-    model: str = typer.Argument(..., help="Preset name or one of our .safetensors checkpoints."),
-    out_path: Path = typer.Option(..., "--out", "-o", help="Output .onnx file."),
+    model: str = typer.Argument(..., help="Preset name or one of our .safetensors checkpoints (with --format trt / --check-trt also an .onnx file)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .onnx file (.engine or .plan with --format trt)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights (.pth with weights_only=True, or .safetensors)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (int8: calibration issue)."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx (trt and triton-repo come with the engine issues)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (Q/DQ; needs --calib-dir, see docs/INT8.md)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx, or trt: a TensorRT engine plus its JSON sidecar (docs/TENSORRT.md)."),
     converse_lowering: str = typer.Option("function", "--converse-lowering", help="function | matmul | auto (auto = the faster one for ONNX Runtime)."),
     io: str = typer.Option("fp32", "--io", help="Input/output dtype: fp32 or fp16."),
     inline: bool = typer.Option(False, "--inline", help="Expand the custom nodes' functions into plain ONNX ops."),
     opset: int = typer.Option(20, "--opset", help="Default-domain opset (>= 20: Converse2D's function uses DFT)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    check_trt: Optional[str] = typer.Option(None, "--check-trt", help="Lint the ONNX for the TensorRT parser of this version: 10.3, 10.13 or 11 (exit 1 on any node it would refuse).", rich_help_panel="TensorRT"),
+    min_shape: Optional[str] = typer.Option(None, "--min-shape", help="trt: profile minimum NxCxHxW.", rich_help_panel="TensorRT"),
+    opt_shape: Optional[str] = typer.Option(None, "--opt-shape", help="trt: profile optimum NxCxHxW.", rich_help_panel="TensorRT"),
+    max_shape: Optional[str] = typer.Option(None, "--max-shape", help="trt: profile maximum NxCxHxW.", rich_help_panel="TensorRT"),
+    tile: Optional[int] = typer.Option(None, "--tile", help="trt: profile for tiles of N x N (instead of the three shapes).", rich_help_panel="TensorRT"),
+    plugin_lib: Optional[list[Path]] = typer.Option(None, "--plugin-lib", help="trt: plugin library (libconverse2d_plugin.so); repeatable.", rich_help_panel="TensorRT"),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="trt: timing cache file, read if present and written after the build.", rich_help_panel="TensorRT"),
+    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="trt: build for this DLA core (Jetson; fixed shapes; plugins fall back to the GPU).", rich_help_panel="TensorRT"),
+    calib_dir: Optional[Path] = typer.Option(None, "--calib-dir", help="int8: folder of clean calibration images.", rich_help_panel="INT8"),
+    calib_count: int = typer.Option(20, "--calib-count", help="int8: number of calibration images (sorted by name).", rich_help_panel="INT8"),
+    calib_size: int = typer.Option(128, "--calib-size", help="int8: seeded random crop size; 0 = full images.", rich_help_panel="INT8"),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="int8: minmax | entropy | percentile.", rich_help_panel="INT8"),
+    degrade: Optional[str] = typer.Option(None, "--degrade", help="int8: degradation SPEC of the calibration/search inputs (default: the preset's; 'none': clean).", rich_help_panel="INT8"),
+    seed: int = typer.Option(0, "--seed", help="int8: seed of the crops and the degradation.", rich_help_panel="INT8"),
+    psnr_budget: float = typer.Option(0.3, "--psnr-budget", help="int8: allowed task-PSNR drop (dB) on the search images.", rich_help_panel="INT8"),
+    fallback: str = typer.Option("fp16", "--fallback", help="int8: precision of what is not quantized: fp16 (TensorRT) or fp32 (ONNX Runtime CPU).", rich_help_panel="INT8"),
+    search_dir: Optional[Path] = typer.Option(None, "--search-dir", help="int8: images of the sensitivity search (default: the calibration images).", rich_help_panel="INT8"),
+    search_size: int = typer.Option(128, "--search-size", help="int8: crop size of the search images; 0 = full images.", rich_help_panel="INT8"),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="int8: layer (or node) kept out of INT8; repeat or comma-separate.", rich_help_panel="INT8"),
+    quantize_ends: bool = typer.Option(False, "--quantize-ends", help="int8: also quantize the first and last conv (kept in higher precision by default).", rich_help_panel="INT8"),
+    calib_cache: Optional[Path] = typer.Option(None, "--calib-cache", help="int8: JSON range cache, reused when model and settings match.", rich_help_panel="INT8"),
+    no_search: bool = typer.Option(False, "--no-search", help="int8: skip the per-layer sensitivity and the greedy search.", rich_help_panel="INT8"),
 ) -> None:
     from export.onnx_export import ExportError, export
 
+    if fmt == "trt" or check_trt:  # engines/tensorrt/cli.py; re-enters main with --format onnx for the export
+        from engines.tensorrt.cli import run_trt
+
+        run_trt(main, {k: v for k, v in locals().items() if k not in ("ExportError", "export")})
     try:
         if fmt != "onnx":
             raise ValueError(f"--format {fmt!r} is not available yet (only onnx)")
         if io not in ("fp32", "fp16"):
             raise ValueError(f"--io must be fp32 or fp16, got {io!r}")
-        if out_path.suffix != ".onnx":
+        if out_path is None or out_path.suffix != ".onnx":
             raise ValueError(f"--out must end in .onnx, got {out_path}")
         if json_out and not json_out.parent.is_dir():
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
         out.print(f"exporting [bold]{model}[/] ({precision}, Converse2D lowering {converse_lowering}) ...")
-        result = export(model, out_path, weights, precision, converse_lowering, io_fp16=(io == "fp16"), inline=inline, opset=opset)
+        int8 = None
+        if precision == "int8":
+            from calibration.int8 import Int8Options
+
+            int8 = Int8Options(calib_dir, calib_count, calib_size or None, calib_method, degrade, seed, psnr_budget, fallback,
+                               search_dir, None, search_size or None, [e for x in exclude or [] for e in x.split(",") if e],
+                               quantize_ends, calib_cache, sensitivity=not no_search)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = export(model, out_path, weights, precision, converse_lowering, io_fp16=(io == "fp16"), inline=inline, opset=opset, int8=int8)
+            finally:
+                for w in caught:
+                    console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
     except ExportError as exc:
         raise fail(str(exc), 1)
     except (ValueError, FileNotFoundError, WeightsError) as exc:
@@ -83,6 +125,10 @@ def main(
     table.add_row("custom nodes", ", ".join(f"{k} x{v}" for k, v in custom.items()) or "none")
     table.add_row("time", f"{result.seconds:.0f} s")
     out.print(table)
+    if result.int8:
+        from calibration.report import print_int8_report
+
+        print_int8_report(out, result.int8)
     if json_out:
         write_json(json_out, result.to_json())
 

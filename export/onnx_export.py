@@ -31,10 +31,10 @@ from restormer import __version__ as tool_version
 from restormer.imageio import read_image
 from restormer.presets import ASSETS, ModelSpec, load_model
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 LOWERINGS = ("function", "matmul", "auto")
 # Parity floors of the self-check, PSNR against PyTorch FP32 (peak 1, outputs clamped to [0, 1]).
-MIN_PSNR = {"fp32": 60.0, "fp16": 45.0}
+MIN_PSNR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
 ORT_IR_VERSION = 10  # onnxruntime 1.18+ reads IR 10
 _DROP_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node", "pkg.torch.onnx.name_scopes")
 
@@ -52,6 +52,7 @@ class ExportResult:
     psnr_vs_torch: float
     nodes: dict = field(default_factory=dict)
     seconds: float = 0.0
+    int8: dict | None = None  # the calibration / sensitivity report of an int8 export
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -220,12 +221,18 @@ def export(
     opset: int = ONNX_OPSET,
     verify_size: int = 64,
     optimize: bool = True,
+    int8=None,
 ) -> ExportResult:
     """Export MODEL to ``out``; the file appears only after the self-check passed."""
     t0 = time.perf_counter()
     out = Path(out)
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {PRECISIONS} (int8 comes with calibration), got {precision!r}")
+        raise ValueError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8":  # calibration.int8.Int8Options; bad calibration input fails before any work
+        from calibration.int8 import Int8Options
+
+        int8 = int8 or Int8Options()
+        int8.check()
     if opset < ONNX_OPSET:
         raise ValueError(f"opset {opset} is too old: Converse2D's reference function needs DFT from opset {ONNX_OPSET}")
     if not out.parent.is_dir():
@@ -237,7 +244,13 @@ def export(
         from restormer.presets import official_weights
 
         source = official_weights(spec)
-    onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset, optimize)
+    report = None
+    if precision == "int8":
+        from calibration.int8 import build_int8
+
+        onnx_model, report = build_int8(net, spec, int8, lowering, io_fp16, inline, _sha256(source), opset, optimize)
+    else:
+        onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset, optimize)
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -254,7 +267,7 @@ def export(
     finally:
         tmp.unlink(missing_ok=True)
     counts = node_counts(onnx_model)
-    return ExportResult(str(out), precision, lowering, max_abs, psnr, counts, time.perf_counter() - t0)
+    return ExportResult(str(out), precision, lowering, max_abs, psnr, counts, time.perf_counter() - t0, report)
 
 
 def custom_node_count(model: onnx.ModelProto, op_type: str) -> int:
