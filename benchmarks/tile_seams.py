@@ -20,13 +20,8 @@ import torch
 from engines.tiling import restore_array
 from restormer.degrade import add_gaussian_noise
 from restormer.imageio import from_float, read_image
-from restormer.metrics import psnr
+from restormer.metrics import psnr, psnr_peak1
 from restormer.presets import load_model, shared_dir
-
-
-def psnr1(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
-    return 10 * np.log10(1 / mse) if mse > 0 else float("inf")
 
 
 def case(model: str, clean: np.ndarray, tile: int, overlap: int) -> dict:
@@ -41,7 +36,7 @@ def case(model: str, clean: np.ndarray, tile: int, overlap: int) -> dict:
     whole = restore_array(fn, spec, x)
     tiled = restore_array(fn, spec, x, tile=tile, overlap=overlap)
     to_img = lambda y: from_float(y.transpose(1, 2, 0))  # noqa: E731
-    return {"model": model, "tiled_vs_untiled_db": psnr1(tiled, whole),
+    return {"model": model, "tiled_vs_untiled_db": psnr_peak1(tiled, whole),
             "task_untiled": psnr(to_img(whole), clean), "task_tiled": psnr(to_img(tiled), clean)}
 
 

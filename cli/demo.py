@@ -22,18 +22,13 @@ from rich.table import Table
 from cli.common import EXIT_CHECK_FAILED, fail, out, run, set_threads
 from restormer.degrade import parse_degradation
 from restormer.imageio import from_float, list_images, read_image, write_image
-from restormer.metrics import psnr, ssim
+from restormer.metrics import psnr, psnr_peak1, ssim
 from restormer.presets import ASSETS
 
 SAMPLES = ASSETS / "samples"
 MODEL = "default"
 MIN_PARITY_DB = 45.0  # the FP16 parity floor of restore-parity
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
-
-
-def _psnr_peak1(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
-    return min(10 * np.log10(1.0 / mse), 200.0) if mse > 0 else 200.0
 
 
 @app.command(help=__doc__, epilog="Example: restore-demo --out out/demo --sigma 25")
@@ -76,7 +71,7 @@ def main(
             ref = torch_runner.run(x)[0].transpose(1, 2, 0)
             restored = from_float(got)
             p_ref, p_got = psnr(from_float(ref), gt), psnr(restored, gt)
-            parity.append(_psnr_peak1(got, ref))
+            parity.append(psnr_peak1(got, ref))
             drops.append(p_ref - p_got)
             write_image(out_dir / f"{path.stem}_noisy.png", from_float(noisy))
             write_image(out_dir / f"{path.stem}_restored.png", restored)

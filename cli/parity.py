@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from cli.common import EXIT_CHECK_FAILED, fail, out, run, write_json
+from restormer.metrics import PSNR_CAP, psnr_peak1
 from engines.backends import BACKENDS, BackendError, PyTorchRunner, as_polygraphy, load_runner
 from engines.tiling import pad_reflect, padded_size
 from restormer.checkpoints import WeightsError
@@ -22,7 +23,6 @@ from restormer.imageio import ImageReadError, list_images, read_image
 # PSNR floors vs the PyTorch FP32 reference (peak 1, outputs clamped to [0, 1]) and the task-PSNR drop.
 MIN_PSNR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
 MAX_DROP = 0.3
-PSNR_CAP = 200.0  # identical outputs (JSON has no inf)
 
 EPILOG = f"""
 [bold]Examples[/]
@@ -52,12 +52,6 @@ Exit status: 0 passed; 1 a threshold failed; 2 bad usage or input.
 """
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
-
-
-def psnr_peak1(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR, peak 1.0, outputs clamped to [0, 1]; capped at 200 dB."""
-    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1).astype(np.float64)) ** 2))
-    return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else float(10 * math.log10(1.0 / mse))
 
 
 def _task_psnr(y: np.ndarray, gt: np.ndarray, border: int, y_channel: bool) -> float:

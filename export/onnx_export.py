@@ -29,6 +29,7 @@ from export.lowering import lower_converse2d_matmul
 from export.optimize import optimize_for_inference
 from restormer import __version__ as tool_version
 from restormer.imageio import read_image
+from restormer.metrics import psnr_peak1
 from restormer.presets import ASSETS, ModelSpec, load_model
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -140,12 +141,6 @@ def sample_inputs(spec: ModelSpec, size: int = 64) -> tuple[np.ndarray, ...]:
         k = np.outer(g, g)
         return x, (k / k.sum()).astype(np.float32)[None, None]
     return (x,)
-
-
-def psnr_peak1(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR with peak 1 on outputs clamped to [0, 1]; identical outputs give 200 dB (JSON has no inf)."""
-    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
-    return float(10 * np.log10(1.0 / max(mse, 1e-20)))
 
 
 def verify(path: Path, net: torch.nn.Module, spec: ModelSpec, precision: str, size: int = 64) -> tuple[float, float]:

@@ -179,21 +179,11 @@ def write_image(path, img: np.ndarray, alpha: np.ndarray | None = None) -> None:
     if img.dtype == np.uint16 and img.ndim == 3 and ext == ".png":
         raise ValueError(f"cannot write {path}: Pillow cannot write 16-bit colour PNG; use .tif")
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            if ext in _TIFF_EXTENSIONS:
-                tifffile.imwrite(f, img, photometric="rgb" if img.ndim == 3 else "minisblack")
-            else:
-                fmt = Image.registered_extensions()[ext]
-                Image.fromarray(np.ascontiguousarray(img)).save(f, format=fmt)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if ext in _TIFF_EXTENSIONS:
+        _atomic(path, lambda f: tifffile.imwrite(f, img, photometric="rgb" if img.ndim == 3 else "minisblack"))
+    else:
+        fmt = Image.registered_extensions()[ext]
+        _atomic(path, lambda f: Image.fromarray(np.ascontiguousarray(img)).save(f, format=fmt))
 
 
 def _write_with_alpha(path: Path, img: np.ndarray, alpha: np.ndarray, ext: str) -> None:

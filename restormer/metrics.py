@@ -69,3 +69,12 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
         scaled = img * img.dtype.type(255.0)
         return ((np.dot(scaled, _Y_COEFFS) / 255.0 + 16.0) / 255.0).astype(img.dtype)
     raise TypeError(f"rgb_to_y supports uint8 or float images, got {img.dtype}")
+
+
+PSNR_CAP = 200.0  # identical outputs (JSON has no inf)
+
+
+def psnr_peak1(a, b) -> float:
+    """PSNR with peak 1.0 on float outputs clamped to [0, 1] (artefact against reference); capped at 200 dB."""
+    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1).astype(np.float64)) ** 2))
+    return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else float(10 * np.log10(1.0 / mse))
