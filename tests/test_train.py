@@ -224,6 +224,27 @@ def test_scheduler_drives_the_optimizer():
     torch.save(state, "/dev/null")  # plain types only
 
 
+def test_resumed_scheduler_follows_an_extended_schedule():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    sched = CosineRestarts(opt, [4, 6], [1e-3, 1e-5])
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+    # continue the run with one more cycle at half the base LR (config wins over the saved schedule)
+    opt2 = torch.optim.AdamW([p], lr=1e-3)
+    longer = CosineRestarts(opt2, [4, 6, 8], [1e-3, 1e-5, 1e-6], [1.0, 1.0, 0.5])
+    longer.load_state_dict(sched.state_dict())
+    assert longer.last_epoch == 10 and longer.periods == [4, 6, 8]
+    seen = []
+    for _ in range(8):
+        opt2.step()
+        longer.step()
+        seen.append(opt2.param_groups[0]["lr"])
+    assert seen == pytest.approx([_cosine(t, 5e-4, 1e-6, 8) for t in range(1, 8)] + [1e-6])
+
+
 def test_progressive_stages_switch_at_milestones():
     st = Stages([128, 160, 192], [8, 5, 4], [10, 20, 5])
     assert [st.at(i) for i in (0, 9, 10, 29, 30, 34, 35, 99)] == [

@@ -120,6 +120,8 @@ def _run(cfg: Config, plan: Plan, state: dict | None, dist: ddp.Dist, hooks: Hoo
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        for group, lr in zip(opt.param_groups, sched.get_lr()):  # the config's schedule, if it was extended
+            group["lr"] = lr
         if scaler and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])

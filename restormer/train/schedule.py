@@ -35,6 +35,13 @@ class CosineRestarts(LRScheduler):
         self.weights = list(weights) if weights else [1.0] * len(self.periods)
         super().__init__(optimizer, last_epoch)
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the position (iteration, base LRs) but keep this scheduler's periods, minima and
+        weights, so a resumed run may be extended with a longer schedule (new cycles)."""
+        keep = {"periods": self.periods, "eta_mins": self.eta_mins, "weights": self.weights}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(keep)
+
     def get_lr(self) -> list[float]:
         return [lr_at(self.last_epoch, base, self.periods, self.eta_mins, self.weights) for base in self.base_lrs]
 
