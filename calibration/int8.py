@@ -29,7 +29,7 @@ import onnx
 import onnx.inliner
 
 from calibration.data import CalibrationError, ImageSet, load_images, select_paths
-from calibration.qdq import Layer, conv_macs, find_layers, insert_qdq, qdq_summary
+from calibration.qdq import Layer, consumers, conv_macs, find_layers, insert_qdq, qdq_summary, reaches_custom
 from calibration.ranges import METHODS, amax_of, calibrate, fingerprint, load_cache, save_cache
 from restormer.imageio import from_float
 from restormer.metrics import psnr, rgb_to_y
@@ -177,8 +177,9 @@ def _excluded(layers: list[Layer], opts: Int8Options) -> dict[str, str]:
 
 
 def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, io_fp16: bool, inline: bool,
-               source_sha256: str, opset: int, optimize: bool = True, log=print) -> tuple[onnx.ModelProto, dict]:
-    """The INT8 Q/DQ model (not yet verified or written) and its report."""
+               source_sha256: str, opset: int, optimize: bool = True, log=print):
+    """The INT8 Q/DQ model (not yet verified or written), its report, and a callable that writes
+    the range cache (to call only once the model is accepted: nothing is written on error)."""
     from export.fp16 import convert_to_fp16
     from export.functions import attach_functions
     from export.lowering import lower_converse2d_matmul
@@ -226,6 +227,16 @@ def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, 
     for l in layers:
         if l not in quantizable:
             excluded.setdefault(l.name, "no calibrated range")
+    if opts.fallback == "fp32":
+        # ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv only with a Q on the output; a layer
+        # whose output feeds a custom node (or is a graph output) cannot have one and would run as
+        # a float Conv on dequantized weights, slower than plain FP32. TensorRT (fp16 fallback) fuses
+        # such a layer with a float output, so there it stays INT8.
+        uses = consumers(graph)
+        outputs = {o.name for o in graph.graph.output}
+        for l in layers:
+            if any(t in outputs or reaches_custom(t, uses) for t in l.outputs):
+                excluded.setdefault(l.name, "output feeds a custom node: no QLinearConv in ONNX Runtime (fp32 file)")
     candidates = [l for l in quantizable if l.name not in excluded]
 
     int32_bias = uint8 = opts.fallback == "fp32"  # the ONNX Runtime CPU file
@@ -277,8 +288,9 @@ def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, 
     model.metadata_props.add(key="int8_fallback", value=opts.fallback)
     model.metadata_props.add(key="int8_calibration", value=f"{opts.calib_method}, {len(calib.names)} images")
 
-    if opts.calib_cache is not None and cache_state != "hit":
-        save_cache(opts.calib_cache, fp, settings, ranges)
+    def save_ranges() -> None:  # called by the exporter once the file has passed its self-check
+        if opts.calib_cache is not None and cache_state != "hit":
+            save_cache(opts.calib_cache, fp, settings, ranges)
 
     chosen_names = {l.name for l in chosen}
     reasons = {**excluded, **kept}
@@ -313,4 +325,4 @@ def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, 
         "qdq": qdq_summary(model),
         "seconds": time.perf_counter() - t0,
     }
-    return model, report
+    return model, report, save_ranges

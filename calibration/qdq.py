@@ -75,7 +75,7 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
     return list(layers.values())
 
 
-def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     uses: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -118,7 +118,7 @@ def insert_qdq(model: onnx.ModelProto, layers: list[Layer], amax: dict[str, floa
     model = copy.deepcopy(model)
     graph = model.graph
     inits = _inits(model)
-    uses = _consumers(model)
+    uses = consumers(model)
     graph_outputs = {o.name for o in graph.output}
     wanted = {n for layer in layers for n in layer.nodes}
     new_inits: list[onnx.TensorProto] = []

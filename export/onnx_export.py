@@ -239,11 +239,11 @@ def export(
         from restormer.presets import official_weights
 
         source = official_weights(spec)
-    report = None
+    report, accepted = None, lambda: None
     if precision == "int8":
         from calibration.int8 import build_int8
 
-        onnx_model, report = build_int8(net, spec, int8, lowering, io_fp16, inline, _sha256(source), opset, optimize)
+        onnx_model, report, accepted = build_int8(net, spec, int8, lowering, io_fp16, inline, _sha256(source), opset, optimize)
     else:
         onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset, optimize)
 
@@ -259,6 +259,7 @@ def export(
                 f"(max abs error {max_abs:.2e})"
             )
         os.replace(tmp, out)
+        accepted()
     finally:
         tmp.unlink(missing_ok=True)
     counts = node_counts(onnx_model)

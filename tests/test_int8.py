@@ -82,7 +82,7 @@ def test_tiny_int8_structure_and_parity(tmp_path, fallback):
     net = build(spec).eval()
     calib = _images(tmp_path / "c", 3)
     opts = Int8Options(calib_dir=calib, calib_count=3, calib_size=32, search_size=32, mac_size=32, fallback=fallback)
-    model, report = build_int8(net, spec, opts, "function", False, False, "", 20, log=lambda *_: None)
+    model, report, _ = build_int8(net, spec, opts, "function", False, False, "", 20, log=lambda *_: None)
     nodes = model.graph.node
     assert sum(n.op_type == "TransposedAttention" and n.domain == "restormer" for n in nodes) == 8
     inits = {i.name: i for i in model.graph.initializer}
@@ -105,3 +105,54 @@ def test_tiny_int8_structure_and_parity(tmp_path, fallback):
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
     assert 10 * np.log10(1 / np.mean((np.clip(y, 0, 1) - np.clip(ref, 0, 1)) ** 2)) > 30
+
+
+@pytest.mark.slow
+def test_fp32_file_lets_onnx_runtime_fuse_every_int8_conv(tmp_path):
+    """In the ONNX Runtime file every INT8 Conv becomes a QLinearConv: none is left as a float Conv
+    on dequantized weights (that is slower than plain FP32)."""
+    import onnxruntime as ort
+
+    from calibration.int8 import Int8Options, build_int8
+
+    spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
+    torch.manual_seed(0)
+    net = build(spec).eval()
+    opts = Int8Options(calib_dir=_images(tmp_path / "c", 2), calib_count=2, calib_size=32, search_size=32,
+                       mac_size=32, fallback="fp32", sensitivity=False)
+    model, report, _ = build_int8(net, spec, opts, "function", False, False, "", 20, log=lambda *_: None)
+    assert report["int8_mac_share"] >= 0.8
+    reasons = " ".join(report["excluded"].values())
+    assert "custom node" in reasons  # the q/k/v depthwise convs that feed TransposedAttention
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    fused = onnx.load(str(tmp_path / "opt.onnx"))
+    produced_by = {o: n.op_type for n in fused.graph.node for o in n.output}
+    float_on_dq = [n.name for n in fused.graph.node
+                   if n.op_type in ("Conv", "FusedConv") and produced_by.get(n.input[1]) == "DequantizeLinear"]
+    int8_convs = sum(l["nodes"] for l in report["layers"] if l["precision"] == "int8" and l["op"] == "Conv")
+    assert int8_convs > 0 and sum(n.op_type == "QLinearConv" for n in fused.graph.node) == int8_convs
+    assert float_on_dq == []
+
+
+@pytest.mark.slow
+def test_range_cache_is_written_only_after_the_self_check(tmp_path, monkeypatch):
+    import export.onnx_export as onnx_export
+    from calibration.int8 import Int8Options
+
+    spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
+    torch.manual_seed(0)
+    net = build(spec).eval()
+    monkeypatch.setattr(onnx_export, "load_model", lambda *a, **k: (net, spec))
+    cache, out = tmp_path / "ranges.json", tmp_path / "m.onnx"
+    opts = Int8Options(calib_dir=_images(tmp_path / "c", 2), calib_count=2, calib_size=32, search_size=32, mac_size=32,
+                       calib_cache=cache, sensitivity=False)
+    monkeypatch.setitem(onnx_export.MIN_PSNR, "int8", 1000.0)  # no INT8 file can pass
+    with pytest.raises(onnx_export.ExportError, match="self-check"):
+        onnx_export.export("tiny", out, precision="int8", int8=opts)
+    assert not out.exists() and not cache.exists()
+    monkeypatch.setitem(onnx_export.MIN_PSNR, "int8", 20.0)
+    onnx_export.export("tiny", out, precision="int8", int8=opts)
+    assert out.is_file() and cache.is_file()
