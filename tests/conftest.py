@@ -17,3 +17,11 @@ def need_shared(*parts: str):
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def art():
+    """Small FP32/FP16 ONNX exports and a checkpoint of a tiny model (``runtime_helpers``), built once."""
+    from runtime_helpers import small_artifacts
+
+    return small_artifacts()

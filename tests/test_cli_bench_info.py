@@ -19,13 +19,6 @@ def _one_thread():
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def art():
-    from runtime_helpers import small_artifacts
-
-    return small_artifacts()
-
-
 def test_parse_size():
     assert parse_size("256x128") == (256, 128) and parse_size("64") == (64, 64)
     with pytest.raises(ValueError):

@@ -19,13 +19,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def art():
-    from runtime_helpers import small_artifacts
-
-    return small_artifacts()
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory):
     root = tmp_path_factory.mktemp("imgs")
     g = np.random.default_rng(0)
