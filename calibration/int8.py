@@ -29,10 +29,10 @@ import onnx
 import onnx.inliner
 
 from calibration.data import CalibrationError, ImageSet, load_images, select_paths
-from calibration.qdq import Layer, consumers, conv_macs, find_layers, insert_qdq, qdq_summary, reaches_custom
+from calibration.qdq import Layer, consumers, conv_macs, find_layers, insert_qdq, output_takes_no_q, qdq_summary
 from calibration.ranges import METHODS, amax_of, calibrate, fingerprint, load_cache, save_cache
 from restormer.imageio import from_float
-from restormer.metrics import psnr, rgb_to_y
+from restormer.metrics import psnr, psnr_peak1, rgb_to_y
 from restormer.presets import ModelSpec
 
 FALLBACKS = ("fp16", "fp32")
@@ -116,11 +116,7 @@ def task_psnr(outputs: list[np.ndarray], images: ImageSet) -> float:
 
 def psnr_vs(outputs: list[np.ndarray], refs: list[np.ndarray]) -> float:
     """Mean PSNR (peak 1, clamped to [0, 1]) of outputs against reference outputs."""
-    vals = []
-    for a, b in zip(outputs, refs):
-        mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
-        vals.append(min(10 * np.log10(1.0 / max(mse, 1e-20)), 200.0))
-    return float(np.mean(vals))
+    return float(np.mean([psnr_peak1(a, b) for a, b in zip(outputs, refs)]))
 
 
 def layer_shapes(model: onnx.ModelProto, layers: list[Layer], spec: ModelSpec, size: int, threads: int = 1) -> dict:
@@ -232,10 +228,9 @@ def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, 
         # whose output feeds a custom node (or is a graph output) cannot have one and would run as
         # a float Conv on dequantized weights, slower than plain FP32. TensorRT (fp16 fallback) fuses
         # such a layer with a float output, so there it stays INT8.
-        uses = consumers(graph)
-        outputs = {o.name for o in graph.graph.output}
+        uses, outputs = consumers(graph), {o.name for o in graph.graph.output}
         for l in layers:
-            if any(t in outputs or reaches_custom(t, uses) for t in l.outputs):
+            if any(output_takes_no_q(t, uses, outputs) for t in l.outputs):
                 excluded.setdefault(l.name, "output feeds a custom node: no QLinearConv in ONNX Runtime (fp32 file)")
     candidates = [l for l in quantizable if l.name not in excluded]
 

@@ -93,6 +93,11 @@ def reaches_custom(name: str, uses: dict[str, list[onnx.NodeProto]], depth: int 
     return False
 
 
+def output_takes_no_q(name: str, uses: dict[str, list[onnx.NodeProto]], graph_outputs: set[str]) -> bool:
+    """A layer output that may not carry a Q/DQ pair: a graph output, or one that reaches a custom node."""
+    return name in graph_outputs or reaches_custom(name, uses)
+
+
 def activation_scale(amax: float) -> float:
     return float(max(amax, 1e-8)) / QMAX
 
@@ -153,7 +158,7 @@ def insert_qdq(model: onnx.ModelProto, layers: list[Layer], amax: dict[str, floa
             if node.name not in wanted:
                 continue
             out = node.output[0]
-            if out in graph_outputs or reaches_custom(out, uses) or out not in amax:
+            if output_takes_no_q(out, uses, graph_outputs) or out not in amax:
                 continue
             rewire_all[out] = make_pair(out, after.setdefault(node.name, []))
 

@@ -38,8 +38,7 @@ def _cli(name: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ci_parity")
-    return out
+    return tmp_path_factory.mktemp("ci_parity")
 
 
 @pytest.mark.slow

@@ -151,35 +151,27 @@ def test_bad_tiling_arguments():
 # --------------------------------------------------------------------------- runners
 
 
-@pytest.fixture(scope="module")
-def onnx_models():
-    """A small Converse-DnCNN checkpoint, its FP32 export and an FP16-IO export."""
-    from runtime_helpers import small_artifacts
-
-    return small_artifacts()
-
-
-def test_load_runner_picks_backends(onnx_models):
-    assert isinstance(load_runner(onnx_models["fp32"]), OnnxRuntimeRunner)
-    assert load_runner(onnx_models["fp32"]).name == available_backends(str(onnx_models["fp32"]))[0]
-    assert isinstance(load_runner(onnx_models["ckpt"]), PyTorchRunner)
-    assert load_runner(onnx_models["ckpt"], "torch").name in ("torch-cpu", "torch-cuda")
+def test_load_runner_picks_backends(art):
+    assert isinstance(load_runner(art["fp32"]), OnnxRuntimeRunner)
+    assert load_runner(art["fp32"]).name == available_backends(str(art["fp32"]))[0]
+    assert isinstance(load_runner(art["ckpt"]), PyTorchRunner)
+    assert load_runner(art["ckpt"], "torch").name in ("torch-cpu", "torch-cuda")
     with pytest.raises(ValueError, match="cannot run"):
-        load_runner(onnx_models["fp32"], "torch-cpu")
+        load_runner(art["fp32"], "torch-cpu")
     with pytest.raises(ValueError, match="unknown backend"):
-        load_runner(onnx_models["fp32"], "directml")
+        load_runner(art["fp32"], "directml")
     with pytest.raises(ValueError, match="unknown artefact"):
         load_runner("model.bin")
     with pytest.raises(FileNotFoundError):
         load_runner("missing.onnx")
 
 
-def test_onnx_runner_reads_metadata_and_matches_torch(onnx_models):
+def test_onnx_runner_reads_metadata_and_matches_torch(art):
     x = np.random.default_rng(0).random((2, 1, 40, 48), dtype=np.float32)
-    with load_runner(onnx_models["ckpt"], "torch-cpu") as ref:
+    with load_runner(art["ckpt"], "torch-cpu") as ref:
         want = ref.run(x)
     for key, floor in (("fp32", 60), ("fp16", 40)):
-        with OnnxRuntimeRunner(onnx_models[key], threads=1) as runner:
+        with OnnxRuntimeRunner(art[key], threads=1) as runner:
             assert runner.spec.in_channels == 1 and runner.spec.scale == 1 and runner.spec.pad_multiple == 1
             assert runner.precision == key
             meta = runner.get_input_metadata()
@@ -189,8 +181,8 @@ def test_onnx_runner_reads_metadata_and_matches_torch(onnx_models):
         assert _psnr(got, want) >= floor, key
 
 
-def test_runner_lifecycle_and_polygraphy_wrapper(onnx_models):
-    runner = PyTorchRunner(net=onnx_models["net"], spec=onnx_models["spec"])
+def test_runner_lifecycle_and_polygraphy_wrapper(art):
+    runner = PyTorchRunner(net=art["net"], spec=art["spec"])
     with pytest.raises(BackendError, match="activate"):
         runner.run(np.zeros((1, 1, 8, 8), np.float32))
     wrapped = as_polygraphy(runner, "ref")
@@ -201,17 +193,17 @@ def test_runner_lifecycle_and_polygraphy_wrapper(onnx_models):
     assert not runner.is_active
 
 
-def test_ort_cuda_unavailable_is_one_clear_error(onnx_models):
+def test_ort_cuda_unavailable_is_one_clear_error(art):
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has the CUDA provider")
     with pytest.raises(BackendError, match="no CUDAExecutionProvider"):
-        with load_runner(onnx_models["fp32"], "ort-cuda"):
+        with load_runner(art["fp32"], "ort-cuda"):
             pass
 
 
-def test_tensorrt_runner_needs_sidecar_and_tensorrt(tmp_path, onnx_models):
+def test_tensorrt_runner_needs_sidecar_and_tensorrt(tmp_path, art):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not an engine")
     with pytest.raises(BackendError, match="sidecar"):
