@@ -26,6 +26,10 @@ EPILOG = f"""
 
   restore-export default --precision int8 --calib-dir images/ --calib-cache ranges.json --out default_int8.onnx
 
+  restore-export default --format triton-repo --backend onnxruntime --with-preprocess --out models/
+
+  restore-export model.engine --format triton-repo --triton-release 25.01 --out models/   [dim](engine + sidecar + model.onnx beside it)[/]
+
 [bold]What you get[/]: dynamic batch, height and width; every MDTA attention core is one
 [italic]restormer::TransposedAttention[/] node and every Converse2D solve one [italic]restormer::Converse2D[/]
 node (with plugin_namespace/plugin_version for the TensorRT plugin); each carries a model-local
@@ -52,7 +56,7 @@ def main(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .onnx file (.engine or .plan with --format trt)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights (.pth with weights_only=True, or .safetensors)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (Q/DQ; needs --calib-dir, see docs/INT8.md)."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx, or trt: a TensorRT engine plus its JSON sidecar (docs/TENSORRT.md)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx; trt: a TensorRT engine plus its JSON sidecar (docs/TENSORRT.md); triton-repo: a Triton model repository folder (docs/SCALE_OUT.md)."),
     converse_lowering: str = typer.Option("function", "--converse-lowering", help="function | matmul | auto (auto = the faster one for ONNX Runtime)."),
     io: str = typer.Option("fp32", "--io", help="Input/output dtype: fp32 or fp16."),
     inline: bool = typer.Option(False, "--inline", help="Expand the custom nodes' functions into plain ONNX ops."),
@@ -80,9 +84,21 @@ def main(
     quantize_ends: bool = typer.Option(False, "--quantize-ends", help="int8: also quantize the first and last conv (kept in higher precision by default).", rich_help_panel="INT8"),
     calib_cache: Optional[Path] = typer.Option(None, "--calib-cache", help="int8: JSON range cache, reused when model and settings match.", rich_help_panel="INT8"),
     no_search: bool = typer.Option(False, "--no-search", help="int8: skip the per-layer sensitivity and the greedy search.", rich_help_panel="INT8"),
+    triton_backend: str = typer.Option("tensorrt", "--backend", help="triton-repo: tensorrt (model.plan; MODEL may be a built engine) or onnxruntime (model.onnx).", rich_help_panel="Triton"),
+    triton_release: Optional[str] = typer.Option(None, "--triton-release", help="triton-repo: Triton container release YY.MM; a plan built with another TensorRT is refused.", rich_help_panel="Triton"),
+    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", help="triton-repo: dynamic batching up to N (0: none; default 8, or the engine profile's batch).", rich_help_panel="Triton"),
+    instances: int = typer.Option(1, "--instances", help="triton-repo: model instances per device (instance_group count).", rich_help_panel="Triton"),
+    instance_kind: str = typer.Option("gpu", "--instance-kind", help="triton-repo: gpu, cpu (onnxruntime only) or auto.", rich_help_panel="Triton"),
+    with_preprocess: bool = typer.Option(False, "--with-preprocess", help="triton-repo: add Python pre/post models and an image-in, image-out ensemble NAME_image.", rich_help_panel="Triton"),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="triton-repo: model name (default: the preset).", rich_help_panel="Triton"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="triton-repo: replace a non-empty --out folder.", rich_help_panel="Triton"),
 ) -> None:
     from export.onnx_export import ExportError, export
 
+    if fmt == "triton-repo":  # engines/triton/cli.py; re-enters main with --format onnx for the export
+        from engines.triton.cli import run_triton
+
+        run_triton(main, {k: v for k, v in locals().items() if k not in ("ExportError", "export")})
     if fmt == "trt" or check_trt:  # engines/tensorrt/cli.py; re-enters main with --format onnx for the export
         from engines.tensorrt.cli import run_trt
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cli.common import EXIT_CHECK_FAILED, fail, out, run, write_json
 from engines.backends import BACKENDS, BackendError, load_runner
+from engines.shard import parse_shard, shard_slice
 from engines.tiling import restore_array
 from restormer.checkpoints import WeightsError
 from restormer.degrade import SPEC_GRAMMAR, BicubicSR, load_kernel, parse_degradation
@@ -29,6 +30,8 @@ EPILOG = f"""
   restore-run converse-dncnn noisy/*.png -o restored/
 
   restore-run model.onnx photos/ -o out/ --tile 256 --tile-overlap 32 --json run.json
+
+  restore-run model.onnx photos/ -o out/ --shard ${{SLURM_ARRAY_TASK_ID}}/8   [dim](worker I of 8; docs/SCALE_OUT.md)[/]
 
   restore-run converse-dncnn ../shared/data/denoise/Set12 -o demo/ --degrade noise:25
 
@@ -239,6 +242,7 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Noise seed for --degrade."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (PyTorch / ONNX Runtime)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only slice I (from 0) of N of the sorted inputs (array jobs, docs/SCALE_OUT.md)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write images[{input, output, status, seconds}] here."),
 ) -> None:
     try:
@@ -258,6 +262,8 @@ def main(
         paths = expand_inputs(inputs)
         if not paths:
             raise ValueError(f"no input images matched {' '.join(inputs)}")
+        if shard is not None:  # engines/shard.py; a slice may be empty when N exceeds the image count
+            paths = shard_slice(paths, *parse_shard(shard))
         if outdir.exists() and not outdir.is_dir():
             raise ValueError(f"-o {outdir}: exists and is not a folder")
         outdir.mkdir(parents=True, exist_ok=True)
@@ -316,7 +322,7 @@ def main(
     if json_out:
         summary = {
             "model": model, "backend": runner.name, "precision": runner.precision, "outdir": str(outdir),
-            "tile": tile, "tile_overlap": tile_overlap, "degrade": degrade,
+            "tile": tile, "tile_overlap": tile_overlap, "degrade": degrade, "shard": shard,
             "ok": counts["ok"], "skipped": counts["skipped"], "failed": counts["error"],
             "images": [it.to_json() for it in items],
         }
