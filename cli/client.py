@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_CHECK_FAILED, console, fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, console, fail, out, run, write_json
 
 EPILOG = """
 [bold]Examples[/]
@@ -29,8 +29,8 @@ restore-run does, so 16-bit images work too. Outputs keep the input's name, form
 grey input gives a grey output); existing outputs are skipped unless --overwrite; alpha is passed through.
 Needs tritonclient: pip install 'restormer-deploy[triton]'.
 
-Exit status: 0 every image restored (or skipped); 1 when any image failed; 2 on bad usage or when
-the server or model cannot be reached.
+Exit status: 0 every image restored (or skipped); 2 when any image failed (the others are still
+sent), on bad usage, or when the server or model cannot be reached.
 """
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,7 +110,7 @@ def main(
         write_json(json_out, {"model": model, "url": address, "protocol": protocol, "mode": served.mode,
                               "failed": failed, "images": rows})
     if failed:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def entry() -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import EXIT_CHECK_FAILED, fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, fail, out, run, write_json
 from engines.backends import BACKENDS, BackendError, load_runner
 from engines.shard import parse_shard, shard_slice
 from engines.tiling import restore_array
@@ -49,8 +49,8 @@ are reported. --gt DIR scores against same-named ground-truth images instead.
 
 Backends: {", ".join(BACKENDS)}; auto = ONNX Runtime TensorRT EP > CUDA EP > CPU for .onnx (as installed), TensorRT for .engine/.plan, CUDA > CPU for PyTorch.
 
-Exit status: 0 every image restored (or skipped); 1 when any image failed (the others are still
-processed); 2 on bad usage (unknown model, no inputs, bad option).
+Exit status: 0 every image restored (or skipped); 2 when any image failed (bad input: the others are
+still processed, the failures listed) and on bad usage (unknown model, no inputs, bad option).
 """
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
@@ -330,8 +330,8 @@ def main(
             if "ssim" in it and it["ssim"] is not None and not math.isfinite(it["ssim"]):
                 it["ssim"] = None
         write_json(json_out, summary)
-    if counts["error"]:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+    if counts["error"]:  # a failed image is bad input (DESIGN: exit 2); the rest were still processed
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def entry() -> None:

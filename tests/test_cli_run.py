@@ -112,7 +112,7 @@ def test_skip_existing_overwrite_and_never_overwrite_input(models, tmp_path):
     assert (outdir / "a.png").stat().st_mtime_ns == stamp
     before = (tmp_path / "a.png").read_bytes()
     r = _run(models["grey"], tmp_path / "a.png", "-o", tmp_path, "--overwrite")
-    assert r.exit_code == 1 and "refusing to overwrite the input" in r.output
+    assert r.exit_code == 2 and "refusing to overwrite the input" in r.output
     assert (tmp_path / "a.png").read_bytes() == before
 
 
@@ -137,14 +137,14 @@ def test_gt_folder_scores(models, tmp_path):
 
 
 def _batch_with(models, tmp_path, make_bad, name, needle, extra=()):
-    """A good image plus one bad one: the good one is restored, the bad one fails with one line, exit 1, no partial file."""
+    """A good image plus one bad one: the good one is restored, the bad one fails with one line, exit 2, no partial file."""
     src = tmp_path / "in"
     src.mkdir(exist_ok=True)
     write_image(src / "good.png", _img((16, 16, 1)))
     make_bad(src / name)
     outdir = tmp_path / "out"
     r = _run(models["grey"], src / "good.png", src / name, "-o", outdir, "--json", tmp_path / "j.json", *extra)
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == 2, r.output
     items = {Path(i["input"]).name: i for i in json.loads((tmp_path / "j.json").read_text())["images"]}
     assert items["good.png"]["status"] == "ok" and (outdir / "good.png").is_file()
     assert items[name]["status"] == "error" and needle in items[name]["error"], items[name]
@@ -214,7 +214,7 @@ def test_read_only_output_folder(models, tmp_path):
     outdir.chmod(0o555)
     try:
         r = _run(models["grey"], tmp_path / "a.png", "-o", outdir)
-        assert r.exit_code == 1 and "cannot write" in r.output
+        assert r.exit_code == 2 and "cannot write" in r.output
         assert list(outdir.iterdir()) == []
     finally:
         outdir.chmod(0o755)

@@ -1,8 +1,10 @@
 """Which Triton container release ships which TensorRT (a plan only loads with the exact release).
 
 The table is written from knowledge of NVIDIA's Frameworks Support Matrix and the Triton release
-notes ("Container Version / Triton / TensorRT" tables), not read from them on this machine: check
-the release notes before relying on a row. Releases before 24.08 ship TensorRT older than 10.3,
+notes ("Container Version / Triton / TensorRT" tables), not read from them on this machine. Three
+rows were cross-checked on 2026-11-22 against Triton's compatibility page (the trtllm-python-py3
+containers of the same release: 24.08 -> TensorRT 10.3.0, 24.12 -> 10.7.0, 25.01 -> 10.8.0.43);
+the others are unchecked: read the release notes before relying on a row. Releases before 24.08 ship TensorRT older than 10.3,
 which this project does not build for (engines.tensorrt.core.MIN_VERSION).
 """
 
@@ -12,7 +14,7 @@ import re
 
 from engines.tensorrt.core import TrtError, parse_version, same_engine_version
 
-SOURCE = "NVIDIA Frameworks Support Matrix / Triton release notes (from knowledge, not verified here)"
+SOURCE = "NVIDIA Frameworks Support Matrix / Triton release notes (from knowledge; 24.08, 24.12, 25.01 cross-checked)"
 
 # container release -> (Triton server version, TensorRT version)
 TRITON_RELEASES = {
