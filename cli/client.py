@@ -70,7 +70,7 @@ def main(
             raise ClientError(f"cannot get model {model!r} from {address} ({protocol}): {str(exc).strip() or type(exc).__name__}") from None
         served = served_model(model, config)
         outdir.mkdir(parents=True, exist_ok=True)
-    except (ClientError, FileNotFoundError, NotADirectoryError, OSError) as exc:
+    except (ClientError, OSError) as exc:
         raise fail(str(exc).splitlines()[0])
 
     out.print(f"[bold]{model}[/] on {address} ({protocol}, {served.mode} mode): {len(paths)} image(s) -> {outdir}")

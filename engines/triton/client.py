@@ -19,7 +19,6 @@ import numpy as np
 from engines.triton import processing
 
 PROTOCOLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
-_TRITON_TO_NUMPY = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
 
 
 class ClientError(ValueError):
@@ -72,9 +71,12 @@ def served_model(name: str, config: dict) -> ServedModel:
                           f"restore-export --format triton-repo)")
     if first.get("data_type") not in ("TYPE_FP32", "TYPE_FP16"):
         raise ClientError(f"model {name!r}: input {first['name']!r} is {first.get('data_type')}, expected float")
+    from tritonclient.utils import triton_to_np_dtype
+
     return ServedModel(name, "tensor", first["name"], outputs[0]["name"], int(params["in_channels"]),
                        int(params["pad_multiple"]), int(params["scale"]),
-                       int(params.get("min_size", processing.MIN_SIZE)), _TRITON_TO_NUMPY[first["data_type"]])
+                       int(params.get("min_size", processing.MIN_SIZE)),
+                       triton_to_np_dtype(first["data_type"].removeprefix("TYPE_")))
 
 
 def encode(module, model: ServedModel, image: np.ndarray):
