@@ -2,10 +2,11 @@
 
 For each size, a fresh ``restore-run MODEL img.png -o OUT --tile T`` process (PyTorch backend, so
 the whole run is one process) and its peak RSS (``getrusage(RUSAGE_CHILDREN)``, max resident set
-of the waited-for child). The whole-image buffers of the tiled path are the decoded 8-bit image,
-the float32 input, the float32 output accumulator, the float32 weight sum and the 8-bit result;
-the run passes when RSS grows by at most 1.2x what those buffers grow by, from the smallest size
-to each larger one.
+of the waited-for child). The whole-image buffers of the tiled path are the ones the issue names:
+the float32 input, the float32 output accumulator and the float32 blend-weight sum (``restore-run``
+frees the decoded image before the tiles run and converts the result in place after). The run
+passes when RSS grows by at most 1.2x what those buffers grow by, from the smallest size to each
+larger one.
 
     python benchmarks/tile_memory.py [--model default] [--tile 256] [--sizes 1024 2048 4096]
 """
@@ -26,7 +27,7 @@ from restormer.imageio import write_image
 
 def buffers_mb(side: int, channels: int = 3) -> float:
     pixels = side * side
-    return (pixels * channels * (1 + 4 + 4 + 1) + pixels * 4) / 2**20
+    return (pixels * channels * (4 + 4) + pixels * 4) / 2**20
 
 
 def peak_rss_mb(cmd: list[str]) -> float:

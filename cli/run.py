@@ -110,9 +110,13 @@ def _peak(dtype) -> float:
     return 255.0 if np.dtype(dtype) == np.uint8 else 65535.0
 
 
-def _to_uint(x: np.ndarray, dtype) -> np.ndarray:
-    """(C, H, W) float -> HxWxC uint, clipped and rounded."""
-    return (np.clip(x.transpose(1, 2, 0), 0, 1) * _peak(dtype)).round().astype(dtype)
+def _to_uint(x: np.ndarray, dtype, inplace: bool = False) -> np.ndarray:
+    """(C, H, W) float -> HxWxC uint, clipped and rounded; ``inplace`` reuses x as scratch (no float temporaries)."""
+    y = x if inplace else x.copy()
+    np.clip(y, 0, 1, out=y)
+    y *= _peak(dtype)
+    np.rint(y, out=y)
+    return y.transpose(1, 2, 0).astype(dtype)
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
@@ -184,7 +188,11 @@ class Restorer:
             self._write(degraded_path, _to_uint(x, dtype), None, inputs)
             item.extra["degraded"] = str(degraded_path)
         else:
-            x = model_img.transpose(2, 0, 1).astype(np.float32) / np.float32(_peak(dtype))
+            x = model_img.transpose(2, 0, 1).astype(np.float32)
+            x /= np.float32(_peak(dtype))
+        # Only the float input, the output accumulator and the blend weights may be image-sized
+        # while tiles run (benchmarks/tile_memory.py): drop the decoded image before, the input after.
+        del img, model_img
         if spec.needs_kernel and kernel is None:
             raise ItemError(f"{spec.name} needs a blur kernel: pass --kernel FILE or --degrade blur:FILE")
 
@@ -192,10 +200,14 @@ class Restorer:
             return self.runner.run(t, kernel) if spec.needs_kernel else self.runner.run(t)
 
         y = restore_array(fn, spec, x, tile=self.tile, overlap=self.overlap, batch=self.batch, on_tile=on_tile)
-        if not np.isfinite(y).all():
-            bad = int((~np.isfinite(y)).sum())
-            raise ItemError(f"the model produced {bad} NaN/Inf values; nothing written")
-        result = _to_uint(y, dtype)
+        del x
+        finite = np.isfinite(y).all(axis=0)
+        if not finite.all():
+            bad = int((~finite).sum())
+            raise ItemError(f"the model produced NaN/Inf values at {bad} pixels; nothing written")
+        del finite
+        result = _to_uint(y, dtype, inplace=True)
+        del y
         if in_channels == 1 and result.shape[2] == 3:
             result = _grey(result)
         if alpha is not None and spec.scale > 1:
