@@ -6,7 +6,7 @@
   attention uses statistics of the whole tile, so outputs differ by design; the target is a task
   PSNR (against the clean image) within 0.05 dB of the untiled one.
 
-    python benchmarks/tile_seams.py [--tile 128] [--overlap 32]
+    python benchmarks/tile_seams.py [--tile 128] [--overlap 32] [--model default|CHECKPOINT.safetensors]
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ def main() -> int:
     ap.add_argument("--tile", type=int, default=128)
     ap.add_argument("--overlap", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="default", help="the Restormer case: a preset or one of our checkpoints")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from skimage import data
 
-    rows = [case("default", data.astronaut(), args.tile, args.overlap)]
+    rows = [case(args.model, data.astronaut(), args.tile, args.overlap)]
     set12 = shared_dir() / "data" / "denoise" / "Set12" / "08.png"
     if set12.is_file():
         rows.insert(0, case("converse-dncnn", read_image(set12, channels=1), args.tile, args.overlap))

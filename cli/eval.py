@@ -26,6 +26,8 @@ EPILOG = f"""
   restore-eval converse-usrnet --data ../shared/data/denoise/CBSD68 --limit 4 --crop 192 \\
       --degrade blur:../shared/data/kernels/conversenet/kernel_1.npy+noise:2.55
 
+  restore-eval default --data ../shared/data/denoise/CBSD68 --degrade noise:25 --tile 128
+
   restore-eval restormer-denoise-color --weights gaussian_color_denoising_blind.pth \\
       --data CBSD68 --degrade noise:25
 
@@ -52,6 +54,8 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Noise seed, reset for every image as in the official test scripts."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N images."),
     crop: Optional[int] = typer.Option(None, "--crop", min=8, help="Central N x N crop of every image first."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Restore in N x N tiles with feathered blending, as restore-run --tile does (default: whole images, the papers' protocol)."),
+    tile_overlap: int = typer.Option(32, "--tile-overlap", min=0, help="Overlap of neighbouring tiles, pixels."),
     min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Exit 1 when the mean PSNR is below this."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
@@ -69,6 +73,8 @@ def main(
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
         net, spec = load_model(model, weights)
         check_compatible(spec, degradation)
+        if tile is not None and tile_overlap >= tile:
+            raise ValueError(f"--tile-overlap {tile_overlap} must be smaller than --tile {tile}")
     except (ValueError, FileNotFoundError, NotADirectoryError, WeightsError) as exc:
         raise fail(str(exc))
 
@@ -82,10 +88,11 @@ def main(
                 progress.console.print(f"[red]error:[/] {r.name}: {r.error}", highlight=False)
             progress.update(task, advance=1, description=r.name)
 
-        results = evaluate(net, spec, paths, degradation, seed, crop, on_image)
+        results = evaluate(net, spec, paths, degradation, seed, crop, on_image, tile, tile_overlap)
 
     summary = summarise(results)
-    summary.update(model=spec.name, degrade=spec_text, seed=seed, data=str(data), crop=crop)
+    summary.update(model=spec.name, degrade=spec_text, seed=seed, data=str(data), crop=crop,
+                   tile=tile, tile_overlap=tile_overlap if tile else None)
     table = Table("image", "input PSNR", "PSNR", "SSIM", "s", title=f"{spec.name}: {spec_text}")
     for r in results:
         if r.error:

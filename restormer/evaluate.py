@@ -45,13 +45,22 @@ def _score(out: np.ndarray, gt: np.ndarray, border: int, y_channel: bool) -> tup
     return psnr(out, gt, border), ssim(out, gt, border)
 
 
-def evaluate_image(model: nn.Module, spec: ModelSpec, degradation: Degradation, gt: np.ndarray, seed: int) -> tuple[np.ndarray, ImageResult]:
-    """Degrade one clean image, restore it, and score it. Returns the uint8 output and the scores."""
+def evaluate_image(model: nn.Module, spec: ModelSpec, degradation: Degradation, gt: np.ndarray, seed: int,
+                   tile: int | None = None, overlap: int = 32) -> tuple[np.ndarray, ImageResult]:
+    """Degrade one clean image, restore it (whole, or in ``tile`` x ``tile`` tiles), and score it.
+
+    Returns the uint8 output and the scores."""
     sample = degradation.apply(gt, seed)
     x = torch.from_numpy(np.ascontiguousarray(sample.lq.transpose(2, 0, 1)))[None].float()
     kernel = torch.from_numpy(sample.kernel)[None, None] if spec.needs_kernel else None
     t0 = time.perf_counter()
-    y = restore(model, spec, x, kernel)
+    if tile:
+        from engines.tiling import restore_array  # the runtime's tiling, so eval scores what restore-run does
+
+        y = torch.from_numpy(restore_array(lambda t: restore(model, spec, torch.from_numpy(t), kernel).numpy(),
+                                           spec, x.numpy(), tile=tile, overlap=overlap))[None]
+    else:
+        y = restore(model, spec, x, kernel)
     seconds = time.perf_counter() - t0
     if not torch.isfinite(y).all():
         raise ValueError("the model produced NaN or Inf")
@@ -71,6 +80,8 @@ def evaluate(
     seed: int = 0,
     crop: int | None = None,
     on_image: Callable[[ImageResult], None] | None = None,
+    tile: int | None = None,
+    overlap: int = 32,
 ) -> list[ImageResult]:
     """Score every image; an image that fails gets ``error`` set and the rest go on."""
     check_compatible(spec, degradation)
@@ -82,7 +93,7 @@ def evaluate(
                 raise ValueError(f"{path.name}: the evaluation protocols are defined on 8-bit images, got {gt.dtype}")
             if crop:
                 gt = center_crop(gt, crop)
-            _, result = evaluate_image(model, spec, degradation, gt, seed)
+            _, result = evaluate_image(model, spec, degradation, gt, seed, tile, overlap)
             result.name = path.name
         except (ValueError, OSError) as exc:
             result = ImageResult(path.name, error=str(exc).splitlines()[0])

@@ -38,6 +38,23 @@ def tiny(tmp_path_factory):
     return ckpt, data
 
 
+def test_tiled_scores_like_restore_run(tiny, tmp_path):
+    """--tile cuts the 24x20 images into overlapping 16x16 tiles; the identity model must still score the noisy input."""
+    ckpt, data = tiny
+    out = tmp_path / "t.json"
+    r = runner.invoke(app, [str(ckpt), "--data", str(data), "--degrade", "noise:25", "--tile", "16",
+                            "--tile-overlap", "4", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    result = json.loads(out.read_text())
+    assert result["tile"] == 16 and result["tile_overlap"] == 4
+    gt = np.array(Image.open(data / "img1.png"))[..., None]
+    noisy = np.float32(gt / 255.0) + np.random.RandomState(0).normal(0, 25 / 255.0, gt.shape)
+    expected = psnr(np.uint8((np.float32(noisy).clip(0, 1) * 255).round()), gt)
+    assert result["images"][1]["psnr"] == pytest.approx(expected, abs=1e-3)
+    bad = runner.invoke(app, [str(ckpt), "--data", str(data), "--degrade", "noise:25", "--tile", "16", "--tile-overlap", "16"])
+    assert bad.exit_code == 2 and "--tile-overlap" in bad.output
+
+
 def test_help_teaches():
     r = runner.invoke(app, ["--help"], terminal_width=200)
     assert r.exit_code == 0
