@@ -42,6 +42,12 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """The --tile/--tile-overlap pair of restore-run and restore-eval (ValueError, for fail())."""
+    if tile is not None and overlap >= tile:
+        raise ValueError(f"--tile-overlap {overlap} must be smaller than --tile {tile}")
+
+
 def run(app: typer.Typer) -> None:
     """Entry point: typer usage errors exit 2; our own errors were already turned into exits."""
     try:

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, fail, out, run, set_threads, write_json
+from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, check_tiling, fail, out, run, set_threads, write_json
 from restormer.checkpoints import WeightsError
 from restormer.degrade import SPEC_GRAMMAR, parse_degradation
 from restormer.evaluate import check_compatible, evaluate, summarise
@@ -73,8 +73,7 @@ def main(
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
         net, spec = load_model(model, weights)
         check_compatible(spec, degradation)
-        if tile is not None and tile_overlap >= tile:
-            raise ValueError(f"--tile-overlap {tile_overlap} must be smaller than --tile {tile}")
+        check_tiling(tile, tile_overlap)
     except (ValueError, FileNotFoundError, NotADirectoryError, WeightsError) as exc:
         raise fail(str(exc))
 

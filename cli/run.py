@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, check_tiling, fail, out, run, write_json
 from engines.backends import BACKENDS, BackendError, load_runner
 from engines.shard import parse_shard, shard_slice
 from engines.tiling import restore_array
@@ -201,11 +201,9 @@ class Restorer:
 
         y = restore_array(fn, spec, x, tile=self.tile, overlap=self.overlap, batch=self.batch, on_tile=on_tile)
         del x
-        finite = np.isfinite(y).all(axis=0)
-        if not finite.all():
-            bad = int((~finite).sum())
-            raise ItemError(f"the model produced NaN/Inf values at {bad} pixels; nothing written")
-        del finite
+        if not np.isfinite(y).all():
+            bad = int((~np.isfinite(y)).sum())
+            raise ItemError(f"the model produced {bad} NaN/Inf values; nothing written")
         result = _to_uint(y, dtype, inplace=True)
         del y
         if in_channels == 1 and result.shape[2] == 3:
@@ -260,8 +258,7 @@ def main(
     try:
         if backend not in BACKENDS:
             raise ValueError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        if tile is not None and tile_overlap >= tile:
-            raise ValueError(f"--tile-overlap {tile_overlap} must be smaller than --tile {tile}")
+        check_tiling(tile, tile_overlap)
         degradation = parse_degradation(degrade) if degrade else None
         kernel = None
         if kernel_file:
