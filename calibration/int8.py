@@ -173,12 +173,12 @@ def _excluded(layers: list[Layer], opts: Int8Options) -> dict[str, str]:
 
 
 def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, io_fp16: bool, inline: bool,
-               source_sha256: str, opset: int, optimize: bool = True, log=print):
+               source_sha256: str, opset: int, optimize: bool = True, log=print, *, target: str = "ort"):
     """The INT8 Q/DQ model (not yet verified or written), its report, and a callable that writes
     the range cache (to call only once the model is accepted: nothing is written on error)."""
     from export.fp16 import convert_to_fp16
-    from export.functions import attach_functions
-    from export.lowering import lower_converse2d_matmul
+    from export.functions import attach_functions, mark_constant_kernels
+    from export.lowering import lower_converse2d
     from export.onnx_export import set_metadata, strip_trace_metadata, trace
     from export.optimize import optimize_for_inference
 
@@ -189,7 +189,7 @@ def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, 
     graph = trace(net, spec, opset)
     strip_trace_metadata(graph)
     if optimize:
-        graph, _ = optimize_for_inference(graph)
+        graph, _ = optimize_for_inference(graph, target=target)
     graph = attach_functions(graph)
     layers = find_layers(graph)
     if not layers:
@@ -271,8 +271,9 @@ def build_int8(net, spec: ModelSpec, opts: Int8Options, converse_lowering: str, 
     model = insert_qdq(graph, chosen, amax, int32_bias, uint8_activations=uint8)
     if opts.fallback == "fp16":
         model = convert_to_fp16(model, io_fp16=io_fp16)
-    if converse_lowering == "matmul":
-        model = lower_converse2d_matmul(model)
+    mark_constant_kernels(model)
+    if converse_lowering in ("matmul", "dft"):
+        model = lower_converse2d(model, converse_lowering)
     for node in model.graph.node:
         keep = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.class_hierarchy"]
         del node.metadata_props[:]

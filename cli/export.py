@@ -47,6 +47,38 @@ against PyTorch on a sample image (PSNR >= 60 dB for fp32, >= 45 dB for fp16, >=
 Exit status: 0 written; 1 the self-check failed (nothing written); 2 bad usage or input.
 """
 
+TARGET_NAMES = {"ort": "ONNX Runtime", "trt": "TensorRT"}
+
+
+def resolve_target(target: str, fmt: str, check_trt: str | None, triton_backend: str) -> str:
+    """``auto`` -> ``trt`` when the file feeds the TensorRT parser, else ``ort``; a contradiction is an error:
+    the file ``--check-trt`` lints and ``--format trt`` builds from is the file written."""
+    if target not in ("auto", "ort", "trt"):
+        raise ValueError(f"--target must be auto, ort or trt, got {target!r}")
+    for_trt = fmt == "trt" or bool(check_trt) or (fmt == "triton-repo" and triton_backend == "tensorrt")
+    if target == "ort" and for_trt:
+        why = "--format trt" if fmt == "trt" else "--check-trt" if check_trt else "a TensorRT Triton repository"
+        raise ValueError(f"--target ort writes an ONNX Runtime file, but {why} needs the TensorRT form: "
+                         f"drop --target ort (or use --target trt)")
+    if target == "auto":
+        return "trt" if for_trt else "ort"
+    return target
+
+
+def _trt_version(text: str | None) -> tuple[int, ...] | None:
+    """The TensorRT version a trt file is for: --trt-version, else the installed TensorRT, else None."""
+    from engines.tensorrt.core import parse_version
+
+    if text:
+        return parse_version(text)
+    try:
+        import tensorrt  # noqa: F401  (only its version)
+
+        return parse_version(tensorrt.__version__)
+    except Exception:
+        return None
+
+
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
 
 
@@ -57,12 +89,15 @@ def main(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights (.pth with weights_only=True, or .safetensors)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (Q/DQ; needs --calib-dir, see docs/INT8.md)."),
     fmt: str = typer.Option("onnx", "--format", help="onnx; trt: a TensorRT engine plus its JSON sidecar (docs/TENSORRT.md); triton-repo: a Triton model repository folder (docs/SCALE_OUT.md)."),
-    converse_lowering: str = typer.Option("function", "--converse-lowering", help="function | matmul | auto (auto = the faster one for ONNX Runtime)."),
+    converse_lowering: str = typer.Option("function", "--converse-lowering", help="function (custom node; TensorRT: the plugin) | matmul (plugin-free MatMuls, any runtime) | dft (plugin-free ONNX DFT: ONNX Runtime, TensorRT 11.2+) | auto (dft for TensorRT 11.2+, else matmul)."),
+    target: str = typer.Option("auto", "--target", help="Runtime the file is for: ort (ONNX Runtime: fastest graph rewrites) | trt (only forms the TensorRT parser imports) | auto (trt with --format trt, --check-trt or a TensorRT Triton repository, else ort)."),
+    trt_version: Optional[str] = typer.Option(None, "--trt-version", help="TensorRT version a trt file is for (picks --converse-lowering auto); default: --check-trt's, else the installed one.", rich_help_panel="TensorRT"),
     io: str = typer.Option("fp32", "--io", help="Input/output dtype: fp32 or fp16."),
     inline: bool = typer.Option(False, "--inline", help="Expand the custom nodes' functions into plain ONNX ops."),
     opset: int = typer.Option(20, "--opset", help="Default-domain opset (>= 20: Converse2D's function uses DFT)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
     check_trt: Optional[str] = typer.Option(None, "--check-trt", help="Lint the ONNX for the TensorRT parser of this version: 10.3, 10.13 or 11 (exit 1 on any node it would refuse).", rich_help_panel="TensorRT"),
+    save_prepared: Optional[Path] = typer.Option(None, "--save-prepared", help="With --check-trt or --format trt: also write the ONNX exactly as that TensorRT's parser gets it (TransposedAttention inlined; before 10.7 Converse2D's function removed): the file for trtexec.", rich_help_panel="TensorRT"),
     min_shape: Optional[str] = typer.Option(None, "--min-shape", help="trt: profile minimum NxCxHxW.", rich_help_panel="TensorRT"),
     opt_shape: Optional[str] = typer.Option(None, "--opt-shape", help="trt: profile optimum NxCxHxW.", rich_help_panel="TensorRT"),
     max_shape: Optional[str] = typer.Option(None, "--max-shape", help="trt: profile maximum NxCxHxW.", rich_help_panel="TensorRT"),
@@ -95,6 +130,12 @@ def main(
 ) -> None:
     from export.onnx_export import ExportError, export
 
+    try:
+        target = resolve_target(target, fmt, check_trt, triton_backend)
+        if save_prepared is not None and not (fmt == "trt" or check_trt):
+            raise ValueError("--save-prepared needs --check-trt VERSION or --format trt (the parser it prepares for)")
+    except ValueError as exc:
+        raise fail(str(exc))
     if fmt == "triton-repo":  # engines/triton/cli.py; re-enters main with --format onnx for the export
         from engines.triton.cli import run_triton
 
@@ -112,7 +153,9 @@ def main(
             raise ValueError(f"--out must end in .onnx, got {out_path}")
         if json_out and not json_out.parent.is_dir():
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
-        out.print(f"exporting [bold]{model}[/] ({precision}, Converse2D lowering {converse_lowering}) ...")
+        tensorrt = _trt_version(trt_version) if target == "trt" else None
+        out.print(f"exporting [bold]{model}[/] ({precision}, for {TARGET_NAMES[target]}"
+                  f"{' ' + '.'.join(map(str, tensorrt)) if tensorrt else ''}) ...")
         int8 = None
         if precision == "int8":
             from calibration.int8 import Int8Options
@@ -123,7 +166,8 @@ def main(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                result = export(model, out_path, weights, precision, converse_lowering, io_fp16=(io == "fp16"), inline=inline, opset=opset, int8=int8)
+                result = export(model, out_path, weights, precision, converse_lowering, io_fp16=(io == "fp16"), inline=inline,
+                                opset=opset, int8=int8, target=target, tensorrt=tensorrt)
             finally:
                 for w in caught:
                     console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
@@ -134,6 +178,7 @@ def main(
 
     table = Table("", "", title=f"{result.path}")
     table.add_row("precision", result.precision)
+    table.add_row("for", TARGET_NAMES[target])
     table.add_row("Converse2D lowering", result.converse_lowering)
     table.add_row("max abs error vs PyTorch", f"{result.max_abs_err:.2e}")
     table.add_row("PSNR vs PyTorch", f"{result.psnr_vs_torch:.1f} dB")

@@ -38,8 +38,9 @@ def is_island(node: onnx.NodeProto) -> bool:
     return bool(_classes(node) & FP32_MODULES)
 
 
-# Inputs that ONNX types as float32 whatever the data type (Resize's scales).
-FP32_INPUTS = {("Resize", 2)}
+# Inputs that stay float32 whatever the data type: Resize's scales (ONNX types them so) and Converse2D's
+# λ ≈ 1e-4 (at the edge of FP16's normal range; the TensorRT plugin and the functions read it as FP32).
+FP32_INPUTS = {("Resize", 2), ("Converse2D", 2)}
 
 
 def _wanted(node: onnx.NodeProto, index: int) -> int:

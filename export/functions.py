@@ -74,10 +74,13 @@ def Converse2D(
     padding_mode: str = "circular",
     plugin_namespace: str = "restormer",
     plugin_version: str = "1",
+    constant_kernel: int = 0,
 ):
     """Reverse convolution solved in closed form; see ``restormer.ops.converse2d``.
 
-    ``plugin_namespace`` / ``plugin_version`` are for TensorRT only and are ignored here.
+    ``plugin_namespace`` / ``plugin_version`` / ``constant_kernel`` are for TensorRT only and are
+    ignored here (``constant_kernel=1``: the kernel is an initializer, so the plugin computes its
+    spectrum once per shape).
     """
     xf = op.Cast(x, to=1)
     kf = op.Cast(kernel, to=1)
@@ -216,6 +219,22 @@ def _used_ops(graph: onnx.GraphProto, found: set[str]) -> set[str]:
                 for g in attr.graphs:
                     _used_ops(g, found)
     return found
+
+
+def mark_constant_kernels(model: onnx.ModelProto) -> int:
+    """Set ``constant_kernel`` on every Converse2D node of the main graph (1 when its kernel is an
+    initializer or a Constant, else 0; in place); returns how many are constant."""
+    consts = {i.name for i in model.graph.initializer}
+    consts |= {n.output[0] for n in model.graph.node if n.op_type == "Constant" and n.domain in ("", "ai.onnx")}
+    count = 0
+    for node in model.graph.node:
+        if node.domain == DOMAIN and node.op_type == "Converse2D":
+            constant = int(len(node.input) > 1 and node.input[1] in consts)
+            keep = [a for a in node.attribute if a.name != "constant_kernel"]
+            del node.attribute[:]
+            node.attribute.extend([*keep, helper.make_attribute("constant_kernel", constant)])
+            count += constant
+    return count
 
 
 def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -54,6 +54,7 @@ from export.functions import DOMAIN
 
 OP_TYPE = "Converse2D"
 MIN_OPSET = 19  # Pad mode "wrap" (circular)
+DFT_OPSET = 20  # DFT with axis as an input
 _PAD_MODES = {"circular": "wrap", "reflect": "reflect", "replicate": "edge", "constant": "constant"}
 _FLOAT = TensorProto.FLOAT
 
@@ -113,11 +114,22 @@ class _Emitter:
 
 
 class _Converse2DLowering:
-    """The standard-op subgraph of one Converse2D node (scale, padding and mode fixed)."""
+    """The standard-op subgraph of one Converse2D node (scale, padding and mode fixed).
 
-    def __init__(self, e: _Emitter, scale: int, padding: int, mode: str, float_inputs: set[str] = frozenset()):
-        self.e, self.s, self.p, self.mode = e, scale, padding, mode
+    ``dft=True``: the two image-sized transforms (F(y) and the inverse) are ONNX ``DFT`` nodes on
+    the full (two-sided) grid, complex-to-complex, instead of MatMuls; the kernel spectra stay
+    MatMuls (kh / kw columns)."""
+
+    def __init__(self, e: _Emitter, scale: int, padding: int, mode: str, float_inputs: set[str] = frozenset(),
+                 dft: bool = False):
+        self.e, self.s, self.p, self.mode, self.dft = e, scale, padding, mode, dft
         self.float_inputs = float_inputs  # input names known to be float32: no Cast / CastLike
+
+    def dft2(self, z, inverse: int):
+        """The 2-D DFT over the last two signal axes of z (.., H, W, 1 or 2) -> (.., H, W, 2)."""
+        e = self.e
+        z = e.op("DFT", z, "", e.const(-2), inverse=inverse)
+        return e.op("DFT", z, "", e.const(-3), inverse=inverse)
 
     def to_float(self, name):
         return name if name in self.float_inputs else self.e.op("Cast", name, to=_FLOAT)
@@ -165,14 +177,19 @@ class _Converse2DLowering:
         ysh, ksh = e.op("Shape", y), e.op("Shape", kf)
         hp, wp = e.op("Gather", ysh, two), e.op("Gather", ysh, e.const(3))
         kh, kw = e.op("Gather", ksh, two), e.op("Gather", ksh, e.const(3))
-        wh = e.add(e.op("Div", wp, two), e.const(1))  # one-sided columns
+        # one-sided columns (MatMuls), or all Wp (DFT nodes, complex-to-complex)
+        wh = wp if self.dft else e.add(e.op("Div", wp, two), e.const(1))
         u = e.arange(zero, hp, [-1, 1])  # (Hp, 1) row frequencies
         v = e.arange(zero, wh, [1, -1])  # (1, Wh) column frequencies
 
-        # F(y), one-sided: (B, C, Hp, Wh)
-        cw, sw = self.cos_sin(e.mul(e.arange(zero, wp, [-1, 1]), v), wp)  # (Wp, Wh)
-        ch, sh = self.cos_sin(e.mul(u, e.arange(zero, hp, [1, -1])), hp)  # (Hp, Hp)
-        fyr, fyi = self.transform(y, (cw, e.neg(sw)), (ch, e.neg(sh)))
+        # F(y): (B, C, Hp, Wh)
+        if self.dft:
+            fy = self.dft2(e.unsqueeze(y, -1), 0)
+            fyr, fyi = e.op("Gather", fy, zero, axis=-1), e.op("Gather", fy, e.const(1), axis=-1)
+        else:
+            cw, sw = self.cos_sin(e.mul(e.arange(zero, wp, [-1, 1]), v), wp)  # (Wp, Wh)
+            ch, sh = self.cos_sin(e.mul(u, e.arange(zero, hp, [1, -1])), hp)  # (Hp, Hp)
+            fyr, fyi = self.transform(y, (cw, e.neg(sw)), (ch, e.neg(sh)))
 
         # polyphase kernel spectra D_ρσ: (KB, C, s, s, Hp, Wh), or (KB, C, Hp, Wh) at s = 1
         qh, mh = self.polyphase_taps(e.arange(zero, kh, [1, 1, 1, -1]), e.op("Div", kh, two), [-1, 1, 1, 1])
@@ -208,6 +225,9 @@ class _Converse2DLowering:
         zr = e.sub(e.mul(fyr, gr), e.mul(fyi, gi))
         zi = e.add(e.mul(fyr, gi), e.mul(fyi, gr))
 
+        if self.dft:
+            self.inverse_dft(zr, zi, x, out, last)
+            return
         # inverse DFT at the output pixels m ∈ [p, Hp − p), n ∈ [p, Wp − p), real part only
         pc = e.const(p)
         ac, as_ = self.cos_sin(e.mul(e.arange(pc, e.sub(hp, pc), [-1, 1]), e.arange(zero, hp, [1, -1])), hp)  # (H, Hp)
@@ -230,6 +250,22 @@ class _Converse2DLowering:
             solved = e.op("DepthToSpace", e.op("Reshape", solved, dims), blocksize=s, mode="CRD", out=last)
         if last is None:
             e.op("CastLike", solved, x, out=out)
+
+    def inverse_dft(self, zr, zi, x, out, last):
+        """X from Z on the full grid: 2-D inverse DFT, real part, crop p, polyphase interleave."""
+        e, s, p = self.e, self.s, self.p
+        z = e.concat(e.unsqueeze(zr, -1), e.unsqueeze(zi, -1), axis=-1)
+        solved = e.op("Gather", self.dft2(z, 1), e.const(0), axis=-1)  # (B, C, [s, s,] Hp, Wp)
+        if p:
+            solved = e.op("Slice", solved, e.const([p, p]), e.const([-p, -p]), e.const([-2, -1]))
+        if s > 1:  # (B, C, s, s, H, W) → (B, C·s², H, W) → (B, C, H·s, W·s)
+            xsh = e.op("Shape", x)
+            dims = e.concat(e.const([0, -1]), e.op("Slice", xsh, e.const([2]), e.const([4])), axis=0)
+            solved = e.op("DepthToSpace", e.op("Reshape", solved, dims), blocksize=s, mode="CRD")
+        if last is None:
+            e.op("CastLike", solved, x, out=out)
+        else:
+            e.op("Identity", solved, out=out)
 
 
 # ----------------------------------------------------------------------------- model rewrite
@@ -280,12 +316,12 @@ def _collect_names(graph: onnx.GraphProto, taken: set[str], floats: set[str]) ->
             _collect_names(g, taken, floats)
 
 
-def _lower_nodes(nodes, taken: set[str], floats: set[str]) -> tuple[list[onnx.NodeProto], int]:
+def _lower_nodes(nodes, taken: set[str], floats: set[str], dft: bool = False) -> tuple[list[onnx.NodeProto], int]:
     """The node list with every Converse2D replaced (recursing into subgraphs), and the count."""
     result, count = [], 0
     for node in nodes:
         for g in _subgraphs(node):
-            new, n = _lower_nodes(g.node, taken, floats)
+            new, n = _lower_nodes(g.node, taken, floats, dft)
             if n:
                 del g.node[:]
                 g.node.extend(new)
@@ -300,8 +336,8 @@ def _lower_nodes(nodes, taken: set[str], floats: set[str]) -> tuple[list[onnx.No
             raise ValueError(f"Converse2D node {node.name!r}: bad attributes scale={scale!r} padding={padding!r} mode={mode!r}")
         if len(node.input) != 3 or len(node.output) != 1 or not all(node.input):
             raise ValueError(f"Converse2D node {node.name!r} must have inputs (x, kernel, lam) and one output")
-        emitter = _Emitter(f"{node.name or node.output[0]}/matmul", taken)
-        _Converse2DLowering(emitter, scale, padding, mode, floats).build(*node.input, node.output[0])
+        emitter = _Emitter(f"{node.name or node.output[0]}/{'dft' if dft else 'matmul'}", taken)
+        _Converse2DLowering(emitter, scale, padding, mode, floats, dft=dft).build(*node.input, node.output[0])
         result.extend(emitter.nodes)
         count += 1
     return result, count
@@ -323,8 +359,15 @@ def _default_opset(opsets) -> int | None:
 
 
 def lower_converse2d_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``lower_converse2d(model, "matmul")``."""
+    return lower_converse2d(model, "matmul")
+
+
+def lower_converse2d(model: onnx.ModelProto, method: str = "matmul") -> onnx.ModelProto:
     """A copy of ``model`` with every ``restormer.Converse2D`` node (main graph, subgraphs and the
-    bodies of other model-local functions) replaced by its MatMul-based standard-op subgraph.
+    bodies of other model-local functions) replaced by its standard-op subgraph: ``matmul`` (every
+    DFT a MatMul; any runtime) or ``dft`` (the image-sized transforms as ONNX ``DFT`` nodes;
+    ONNX Runtime, TensorRT 11.2+).
 
     The Converse2D FunctionProto is dropped once nothing calls it, and the ``restormer`` opset
     import once no node or function of that domain is left; everything else (initializers,
@@ -348,13 +391,18 @@ def lower_converse2d_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
             taken.update(n.input)
             taken.update(n.output)
 
-    new, _ = _lower_nodes(out.graph.node, taken, floats)
+    if method not in ("matmul", "dft"):
+        raise ValueError(f"Converse2D lowering must be matmul or dft, got {method!r}")
+    dft = method == "dft"
+    if dft and (opset or MIN_OPSET) < DFT_OPSET:
+        raise ValueError(f"the dft lowering of Converse2D needs default-domain opset >= {DFT_OPSET}, got {opset}")
+    new, _ = _lower_nodes(out.graph.node, taken, floats, dft)
     del out.graph.node[:]
     out.graph.node.extend(new)
     for fn in out.functions:
         if (fn.domain, fn.name) == (DOMAIN, OP_TYPE):
             continue
-        new, n = _lower_nodes(fn.node, taken, set())
+        new, n = _lower_nodes(fn.node, taken, set(), dft)
         if n:
             del fn.node[:]
             fn.node.extend(new)

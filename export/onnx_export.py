@@ -24,8 +24,8 @@ import onnx.inliner
 import torch
 
 from export.fp16 import convert_to_fp16
-from export.functions import DOMAIN, ONNX_OPSET, attach_functions
-from export.lowering import lower_converse2d_matmul
+from export.functions import DOMAIN, ONNX_OPSET, attach_functions, mark_constant_kernels
+from export.lowering import lower_converse2d
 from export.optimize import optimize_for_inference
 from restormer import __version__ as tool_version
 from restormer.imageio import read_image
@@ -33,7 +33,9 @@ from restormer.metrics import psnr_peak1
 from restormer.presets import ASSETS, ModelSpec, load_model
 
 PRECISIONS = ("fp32", "fp16", "int8")
-LOWERINGS = ("function", "matmul", "auto")
+LOWERINGS = ("function", "matmul", "dft", "auto")
+TARGETS = ("ort", "trt")
+DFT_TENSORRT = (11, 2)  # the first TensorRT whose ONNX parser imports DFT (release notes 11.2)
 # Parity floors of the self-check, PSNR against PyTorch FP32 (peak 1, outputs clamped to [0, 1]).
 MIN_PSNR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
 ORT_IR_VERSION = 10  # onnxruntime 1.18+ reads IR 10
@@ -166,25 +168,29 @@ def verify(path: Path, net: torch.nn.Module, spec: ModelSpec, precision: str, si
 
 
 def build_onnx(net, spec: ModelSpec, precision: str, converse_lowering: str, io_fp16: bool, inline: bool,
-               source_sha256: str, opset: int = ONNX_OPSET, optimize: bool = True) -> onnx.ModelProto:
+               source_sha256: str, opset: int = ONNX_OPSET, optimize: bool = True, *, target: str = "ort") -> onnx.ModelProto:
     model = trace(net, spec, opset)
-    return finish_onnx(model, spec, precision, converse_lowering, io_fp16, inline, source_sha256, optimize)
+    return finish_onnx(model, spec, precision, converse_lowering, io_fp16, inline, source_sha256, optimize, target=target)
 
 
 def finish_onnx(model: onnx.ModelProto, spec: ModelSpec, precision: str, converse_lowering: str, io_fp16: bool,
-                inline: bool, source_sha256: str, optimize: bool = True) -> onnx.ModelProto:
-    """Everything after the trace (``model`` is modified; pass a copy to reuse a trace)."""
+                inline: bool, source_sha256: str, optimize: bool = True, *, target: str = "ort") -> onnx.ModelProto:
+    """Everything after the trace (``model`` is modified; pass a copy to reuse a trace).
+
+    ``target``: ``ort`` (ONNX Runtime: every rewrite that makes it faster) or ``trt`` (only forms the
+    TensorRT parser imports; ``export.optimize``)."""
     strip_trace_metadata(model)
     if optimize:
         # FP32 graph rewrites (fused LayerNorm, split/padded 1x1 -> depthwise chunks), before the FP16
         # pass: the new LayerNorm nodes carry the class hierarchy that places the FP32 islands.
-        model, _ = optimize_for_inference(model)
+        model, _ = optimize_for_inference(model, target=target)
     model = attach_functions(model)
     if precision == "fp16":
         model = convert_to_fp16(model, io_fp16=io_fp16)
-    if converse_lowering == "matmul":
+    mark_constant_kernels(model)
+    if converse_lowering in ("matmul", "dft"):
         # After the FP16 pass: the lowered solve casts its FP16 inputs to FP32 and computes there.
-        model = lower_converse2d_matmul(model)
+        model = lower_converse2d(model, converse_lowering)
     for node in model.graph.node:  # the class hierarchy was only needed to place the FP32 islands
         keep = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.class_hierarchy"]
         del node.metadata_props[:]
@@ -195,13 +201,18 @@ def finish_onnx(model: onnx.ModelProto, spec: ModelSpec, precision: str, convers
     return model
 
 
-def resolve_lowering(converse_lowering: str, spec: ModelSpec) -> str:
+def resolve_lowering(converse_lowering: str, spec: ModelSpec, *, target: str = "ort",
+                     tensorrt: tuple[int, ...] | None = None) -> str:
+    """``auto``: ``dft`` for TensorRT 11.2+ (its parser imports DFT, cuFFT-backed: no plugin library),
+    else ``matmul`` (plugin-free on every TensorRT; and on ONNX Runtime's CPU, whose DFT takes an
+    O(N²) path on lengths that are not powers of two, the faster one:
+    benchmarks/onnx_converse_lowering.py)."""
     if converse_lowering not in LOWERINGS:
         raise ValueError(f"--converse-lowering must be one of {LOWERINGS}, got {converse_lowering!r}")
+    if target not in TARGETS:
+        raise ValueError(f"--target must be one of {TARGETS}, got {target!r}")
     if converse_lowering == "auto":
-        # ONNX Runtime's CPU DFT takes an O(N²) path on lengths that are not powers of two; the
-        # matmul lowering is faster there (benchmarks/onnx_converse_lowering.py).
-        return "matmul"
+        return "dft" if target == "trt" and tensorrt is not None and tuple(tensorrt[:2]) >= DFT_TENSORRT else "matmul"
     return converse_lowering
 
 
@@ -217,8 +228,14 @@ def export(
     verify_size: int = 64,
     optimize: bool = True,
     int8=None,
+    *,
+    target: str = "ort",
+    tensorrt: tuple[int, ...] | None = None,
 ) -> ExportResult:
-    """Export MODEL to ``out``; the file appears only after the self-check passed."""
+    """Export MODEL to ``out``; the file appears only after the self-check passed.
+
+    ``target``: the runtime the file is for, ``ort`` or ``trt`` (``finish_onnx``); ``tensorrt``: the
+    TensorRT version a ``trt`` file is for, which ``--converse-lowering auto`` takes into account."""
     t0 = time.perf_counter()
     out = Path(out)
     if precision not in PRECISIONS:
@@ -233,7 +250,7 @@ def export(
     if not out.parent.is_dir():
         raise ValueError(f"cannot write {out}: folder {out.parent} does not exist")
     net, spec = load_model(model, weights)
-    lowering = resolve_lowering(converse_lowering, spec)
+    lowering = resolve_lowering(converse_lowering, spec, target=target, tensorrt=tensorrt)
     source = Path(weights) if weights else (Path(spec.weights) if spec.weights else None)
     if source is not None and not source.is_absolute() and not source.is_file():
         from restormer.presets import official_weights
@@ -243,9 +260,11 @@ def export(
     if precision == "int8":
         from calibration.int8 import build_int8
 
-        onnx_model, report, accepted = build_int8(net, spec, int8, lowering, io_fp16, inline, _sha256(source), opset, optimize)
+        onnx_model, report, accepted = build_int8(net, spec, int8, lowering, io_fp16, inline, _sha256(source), opset,
+                                                  optimize, target=target)
     else:
-        onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset, optimize)
+        onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset, optimize,
+                                target=target)
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)

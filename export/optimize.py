@@ -21,6 +21,10 @@ Rewrites (each exact up to FP32 rounding; numerics are checked by the export sel
   channels (zero rows of the 1x1 and depthwise weights and biases, zero columns of the output 1x1):
   Gelu(0) * 0 = 0, so the padded channels contribute exactly nothing.
 
+For TensorRT (``target="trt"``) only WithBias LayerNorms are fused, into single-output
+``LayerNormalization``: the parser imports no other output (onnx-tensorrt docs/operators.md), and
+the channel chunks serve no purpose there.
+
 Every node a rewrite creates carries the ``pkg.torch.onnx.class_hierarchy`` metadata of the nodes
 it replaces, which ``export.fp16`` uses to keep LayerNorm in FP32.
 """
@@ -33,6 +37,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
+TARGETS = ("ort", "trt")  # the runtime a file is written for: ONNX Runtime, TensorRT
 CHANNEL_BLOCK = 16  # ONNX Runtime's NCHWc block on AVX-512 (8 on AVX2 divides it)
 
 
@@ -220,7 +225,35 @@ def _scalable_convs(value: ir.Value, channels: int) -> list[ir.Node] | None:
     return users
 
 
-def fuse_layer_norms(graph: ir.Graph) -> int:
+def _bias_free_nchw(graph: ir.Graph, m: dict, meta: dict, tag: str) -> list[ir.Node]:
+    """x / sqrt(var_c(x) + eps) * w from primitive ops on the NCHW tensor: the traced statistic
+    without its broadcast shape arithmetic (Shape/Expand/Reshape), for parsers without a fused form."""
+    axes = ir.Value(name=f"{tag}.axes", shape=ir.Shape([1]), type=ir.TensorType(ir.DataType.INT64),
+                    const_value=ir.tensor(np.array([1], np.int64), name=f"{tag}.axes"))
+    graph.register_initializer(axes)
+    eps = _initializer(graph, f"{tag}.epsilon", np.array([m["eps"]], np.float32))
+    weight = _initializer(graph, f"{tag}.scale", m["weight"].reshape(1, -1, 1, 1))
+    x = m["x"]
+    mean = _node("ReduceMean", [x, axes], {"keepdims": 1}, meta=meta, name=f"{tag}/mean")
+    centred = _node("Sub", [x, mean.outputs[0]], meta=meta, name=f"{tag}/centre")
+    square = _node("Mul", [centred.outputs[0], centred.outputs[0]], meta=meta, name=f"{tag}/square")
+    var = _node("ReduceMean", [square.outputs[0], axes], {"keepdims": 1}, meta=meta, name=f"{tag}/var")
+    shifted = _node("Add", [var.outputs[0], eps], meta=meta, name=f"{tag}/add_eps")
+    std = _node("Sqrt", [shifted.outputs[0]], meta=meta, name=f"{tag}/std")
+    normed = _node("Div", [x, std.outputs[0]], meta=meta, name=f"{tag}/div")
+    scaled = _node("Mul", [normed.outputs[0], weight], meta=meta, name=f"{tag}/scale")
+    new = [mean, centred, square, var, shifted, std, normed, scaled]
+    stat = None if x.shape is None else ir.Shape([x.shape[0], 1, *x.shape[2:]])
+    for node in new:
+        node.outputs[0].type = m["out"].type
+        node.outputs[0].shape = stat if node in (mean, var, shifted, std) else x.shape
+    return new
+
+
+def fuse_layer_norms(graph: ir.Graph, bias_free: bool = True) -> int:
+    """``bias_free=False``: the BiasFree LayerNorms are not fused but rewritten as primitive ops
+    (``_bias_free_nchw``): their fused form needs LayerNormalization's third output, which the
+    TensorRT parser does not import."""
     count = 0
     for sqrt in [n for n in graph if _is(n, "Sqrt")]:
         m = _match_layer_norm(sqrt)
@@ -229,6 +262,11 @@ def fuse_layer_norms(graph: ir.Graph) -> int:
         count += 1
         meta = _metadata(*m["nodes"])
         tag = f"layernorm_{count}"
+        if not m["with_bias"] and not bias_free:
+            new = _bias_free_nchw(graph, m, meta, tag)
+            graph.insert_after(m["last"], new)
+            m["out"].replace_all_uses_with(new[-1].outputs[0], replace_graph_outputs=True)
+            continue
         weight = _initializer(graph, f"{tag}.scale", m["weight"])
         to_nhwc = _node("Transpose", [m["x"]], {"perm": [0, 2, 3, 1]}, meta=meta, name=f"{tag}/to_nhwc")
         new = [to_nhwc]
@@ -398,14 +436,22 @@ def split_channel_chunks(graph: ir.Graph, pad: bool = True) -> tuple[int, int]:
 
 
 def optimize_for_inference(model: onnx.ModelProto, layer_norm: bool = True, split_chunks: bool = True,
-                           pad: bool = True) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """Apply the rewrites above; returns the new model and how many of each were made."""
+                           pad: bool = True, target: str = "ort") -> tuple[onnx.ModelProto, dict[str, int]]:
+    """Apply the rewrites above; returns the new model and how many of each were made.
+
+    ``target="trt"``: only what the TensorRT parser imports and profits from: WithBias LayerNorms
+    become single-output ``LayerNormalization`` (INormalizationLayer); BiasFree LayerNorms stay as
+    their traced primitive ops (``export.fp16`` keeps them in an FP32 island); no channel chunks
+    (they serve ONNX Runtime's NCHWc layout only).
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     ir_model = ir.serde.deserialize_model(model)
     graph = ir_model.graph
     stats = {}
     if layer_norm:
-        stats["layer_norm"] = fuse_layer_norms(graph)
-    if split_chunks:
+        stats["layer_norm"] = fuse_layer_norms(graph, bias_free=target == "ort")
+    if split_chunks and target == "ort":
         stats["split_chunks"], stats["padded_ffn"] = split_channel_chunks(graph, pad=pad)
     RemoveUnusedNodesPass()(ir_model)
     TopologicalSortPass()(ir_model)

@@ -16,7 +16,8 @@ from torch import Tensor
 
 PADDING_MODES = ("circular", "reflect", "replicate", "constant")
 DOMAIN, OP_VERSION = "restormer", 1
-# Only Converse2D has a TensorRT plugin; from TensorRT 10.15 these attributes make the parser pick it.
+# Only Converse2D has a TensorRT plugin; from TensorRT 10.7 the parser picks a registered plugin over the
+# local function (10.16+: for nodes with these attributes).
 PLUGIN_ATTRIBUTES = {"plugin_namespace": "restormer", "plugin_version": "1"}
 
 

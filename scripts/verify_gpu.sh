@@ -4,10 +4,11 @@
 #   scripts/verify_gpu.sh                       # default model, FP32 + FP16 (+ INT8 with CALIB_DIR)
 #   CALIB_DIR=~/images scripts/verify_gpu.sh    # also INT8 (restore-export --precision int8 --calib-dir)
 #
-# Steps: build the Converse2D plugin with CMake; export FP32/FP16/INT8 ONNX of the default model and
-# (to exercise the plugin) of PLUGIN_MODEL with both Converse2D lowerings; lint them for the installed
-# TensorRT; build engines (strongly typed, --tile profile, timing cache); run each against PyTorch
-# (PSNR, peak 1, clamped outputs) and time it; print one table. Exit 1 when a parity check fails.
+# Steps: build the Converse2D plugin with CMake; export FP32/FP16/INT8 ONNX files for TensorRT of the
+# default model and (to exercise the plugin) of PLUGIN_MODEL with the Converse2D lowerings (plugin,
+# matmul, and dft on TensorRT 11.2+); lint them for the installed TensorRT; build engines (strongly typed, --tile profile, timing cache); run each against PyTorch
+# (PSNR, peak 1, clamped outputs) and time it; print one table. Exit 1 when any step fails; each
+# row says which (export/lint, build, PSNR below floor, verify error with its message).
 #
 # Environment (all optional):
 #   PYTHON            python with this project and tensorrt (default: .venv/bin/python, else python3)
@@ -54,11 +55,17 @@ say "TensorRT and GPU"
 if ! TRT_VERSION=$("$PYTHON" -c "import tensorrt; print(tensorrt.__version__)" 2>"$OUT/tensorrt_import.log"); then
   echo "error: $PYTHON cannot import tensorrt (see $OUT/tensorrt_import.log)." >&2
   echo "  x86-64: pip install 'tensorrt>=10.3' in the venv; Jetson: python3 -m venv --system-site-packages .venv" >&2
-  echo "  (JetPack 6: TensorRT 10.3, JetPack 7: 10.13, from the python3-libnvinfer package). See docs/TENSORRT.md." >&2
+  echo "  (JetPack 6.1/6.2: TensorRT 10.3; 7.0/7.1: 10.13; 7.2: 10.16; from python3-libnvinfer). See docs/TENSORRT.md." >&2
   exit 2
 fi
 echo "TensorRT $TRT_VERSION" >&2
-CHECK_TRT=$("$PYTHON" -c "from engines.tensorrt.lint import table_version; print(table_version('$TRT_VERSION'))")
+# The lint knows releases up to allowlist.NEWEST; a newer TensorRT is linted as that one (with a note).
+if ! CHECK_TRT=$("$PYTHON" -m engines.tensorrt.lint --version-for "$TRT_VERSION" 2>"$OUT/lint_version.log"); then
+  echo "error: $(cat "$OUT/lint_version.log")" >&2
+  exit 2
+fi
+[[ "$CHECK_TRT" == "$TRT_VERSION" ]] || echo "note: TensorRT $TRT_VERSION is newer than the lint knows: linting for $CHECK_TRT" >&2
+DFT_OK=$("$PYTHON" -c "from engines.tensorrt.core import parse_version as p; print(int(p('$TRT_VERSION')[:2] >= (11, 2)))")
 JETSON=""
 if [[ -f /etc/nv_tegra_release ]] || uname -m | grep -q aarch64; then
   CC=$("$PYTHON" -c "from engines.tensorrt.builder import gpu_info; print(gpu_info()[1])" 2>/dev/null || echo "")
@@ -67,6 +74,9 @@ fi
 
 say "Converse2D plugin (CMake)"
 PLUGIN_LIB=""
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  export PATH="$PATH:/usr/local/cuda/bin"  # JetPack and the CUDA .run installer put nvcc here, off the PATH
+fi
 if [[ -z "${TENSORRT_INCLUDE_DIR:-}" ]]; then
   for d in /usr/include/x86_64-linux-gnu /usr/include/aarch64-linux-gnu /usr/include /usr/local/tensorrt/include; do
     if [[ -f "$d/NvInferRuntime.h" ]]; then TENSORRT_INCLUDE_DIR=$d; break; fi
@@ -83,8 +93,15 @@ if [[ -n "${TENSORRT_INCLUDE_DIR:-}" ]] && command -v cmake >/dev/null; then
   else
     echo "warning: the plugin build failed (see $OUT/plugin_cmake.log): plugin rows are skipped" >&2
   fi
+elif [[ -z "${TENSORRT_INCLUDE_DIR:-}" ]]; then
+  echo "warning: no TensorRT C++ headers (NvInferRuntime.h) found: plugin rows are skipped." >&2
+  echo "  pip's tensorrt wheel ships no headers. Install them with the libnvinfer-dev package (apt; JetPack" >&2
+  echo "  has it), or unpack NVIDIA's TensorRT tar/zip of the same version and set TENSORRT_INCLUDE_DIR=<it>/include." >&2
 else
-  echo "warning: no TensorRT headers (set TENSORRT_INCLUDE_DIR) or no cmake: plugin rows are skipped" >&2
+  echo "warning: cmake not found: plugin rows are skipped (pip install cmake)" >&2
+fi
+if ! command -v nvcc >/dev/null; then
+  echo "note: nvcc not found (PATH, /usr/local/cuda/bin): the plugin needs the CUDA toolkit" >&2
 fi
 
 export_onnx() {  # model precision lowering out [extra args...]
@@ -111,11 +128,12 @@ engine_and_verify() {  # name model precision lowering onnx [weights]
   local vjson="${engine%.engine}.verify.json"
   "$PYTHON" -m engines.tensorrt.verify "$engine" --reference "$model" ${weights:+--weights "$weights"} \
       "${plugin_args[@]}" --iterations "$ITERATIONS" --json "$vjson" > "${engine%.engine}.verify.log" 2>&1
-  case $? in
+  local rc=$?
+  case $rc in
     0) row "$name" "$precision" "$lowering" "ok" "$vjson" ;;
     1) row "$name" "$precision" "$lowering" "PSNR below floor" "$vjson"; status=1 ;;
-    *) echo "verify failed: $(tail -n 3 "${engine%.engine}.verify.log")" >&2
-       row "$name" "$precision" "$lowering" "verify error"; status=1 ;;
+    *) echo "verify error (exit $rc): $(grep -m1 '^error:' "${engine%.engine}.verify.log" || tail -n 3 "${engine%.engine}.verify.log")" >&2
+       row "$name" "$precision" "$lowering" "verify error (exit $rc)"; status=1 ;;
   esac
 }
 
@@ -160,6 +178,11 @@ if [[ "$PLUGIN_MODEL" != none ]]; then
       row "$PLUGIN_MODEL" "$precision" function "skipped (no plugin)"
     fi
     run_one "$PLUGIN_MODEL" "$PLUGIN_MODEL" "$precision" matmul "${PLUGIN_WEIGHTS:-}"
+    if [[ "$DFT_OK" == 1 ]]; then  # TensorRT 11.2+ parses ONNX DFT: no plugin library
+      run_one "$PLUGIN_MODEL" "$PLUGIN_MODEL" "$precision" dft "${PLUGIN_WEIGHTS:-}"
+    else
+      row "$PLUGIN_MODEL" "$precision" dft "skipped (TensorRT < 11.2)"
+    fi
   done
 fi
 

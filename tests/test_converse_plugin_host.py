@@ -182,6 +182,69 @@ def test_rejects_bad_shapes(host):
 
 
 # --------------------------------------------------------------------------------------------
+# The workspace reserved per profile (converse2d_workspace.h), with a model of cuFFT's work areas
+
+
+def _smooth(n):
+    for p in (2, 3, 5, 7):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+def _model_length(n):
+    """Elements a transform of length n works on: n, or Bluestein's doubled power of two ≥ 2n − 1
+    when n has a prime factor above 7 (so the work area is not monotone in n, as cuFFT's)."""
+    return n if _smooth(n) else 2 * (1 << (2 * n - 2).bit_length())
+
+
+def _model_work(n, c, hp, wp, bk, hs, ws):
+    """The three plans' largest work area: 8 bytes per element of the batch's 2-D grid."""
+    return 8 * max(n * c * _model_length(hp) * _model_length(wp), bk * c * _model_length(hs) * _model_length(ws),
+                   n * c * _model_length(hs) * _model_length(ws))
+
+
+@pytest.mark.parametrize("scale,padding", [(1, 0), (2, 2), (3, 1)])
+def test_profile_workspace_covers_the_profile(host, scale, padding):
+    """For a work area that is a product of per-axis costs (here non-monotone, Bluestein-like), the
+    budget the plugin reserves for a profile is what the worst shape of the profile needs: at least
+    every shape's need, and equal to the buffers at the largest shape plus the largest work area."""
+    n_max, c, (h_lo, h_hi), (w_lo, w_hi) = 2, 3, (40, 72), (30, 50)
+    largest = host.params((n_max, c, h_hi, w_hi), (n_max, c, 5, 5), (1, c, 1, 1), scale, padding, "reflect")
+    budget = host.profile_workspace(largest, (h_lo, w_lo), lambda length: 8 * _model_length(length), _model_work)
+
+    def geometry(n, bk, h, w):
+        params = host.params((n, c, h, w), (bk, c, 5, 5), (1, c, 1, 1), scale, padding, "reflect")
+        g = host.geometry(params)
+        return params, _model_work(n, c, g["Hp"], g["Wp"], bk, g["Hs"], g["Ws"])
+
+    worst = 0
+    for h in range(h_lo, h_hi + 1):
+        for w in range(w_lo, w_hi + 1):
+            for n, bk in [(1, 1), (2, 1), (2, 2)]:
+                params, work = geometry(n, bk, h, w)
+                assert host.workspace_need(params, work) <= budget, (n, bk, h, w)
+                if (n, bk) == (2, 2):
+                    worst = max(worst, work)
+    assert budget == host.workspace_need(largest, worst)
+    # The model is not monotone over the range: smaller sizes need more than the largest.
+    assert max(map(_model_length, range(h_lo, h_hi + 1))) > _model_length(h_hi)
+
+
+def test_profile_workspace_probes_few_shapes(host):
+    """The work area is measured on a few shapes (plans are made for each), not the whole range."""
+    calls = []
+
+    def work(*dims):
+        calls.append(dims)
+        return _model_work(*dims)
+
+    largest = host.params((1, 3, 1024, 1024), (1, 3, 9, 9), (1, 3, 1, 1), 2, 4, "circular")
+    host.profile_workspace(largest, (64, 64), lambda length: 8 * _model_length(length), work)
+    assert 1 <= len(calls) <= 81
+
+
+# --------------------------------------------------------------------------------------------
 # Compilation of the GPU sources
 
 
@@ -210,14 +273,16 @@ def test_nvcc_compiles_kernels(nvcc, tmp_path):
     assert out.stat().st_size > 0
 
 
-def test_nvcc_compiles_cufft_pipeline(nvcc, tmp_path):
-    """converse2d_runner.cpp (cuFFT plans, workspace, launches) as an object file."""
+@pytest.mark.parametrize("source", ["converse2d_runner.cpp", "converse2d_runner_check.cpp"])
+def test_nvcc_compiles_cufft_pipeline(nvcc, tmp_path, source):
+    """converse2d_runner.cpp (cuFFT plans, workspace, launches) and the driver gpu_check.sh builds
+    from it, as object files."""
     cufft = c2d_host.find_cufft_include(nvcc)
     if cufft is None:
         pytest.skip("cufft.h not found (pip install nvidia-cufft, or set CUFFT_INCLUDE_DIR)")
     out = tmp_path / "runner.o"
-    _run([nvcc, "-std=c++17", "-c", PLUGIN_DIR / "converse2d_runner.cpp", f"-I{cufft}",
-          "-Xcompiler=-Wall,-Wextra,-Werror", "-o", out], tmp_path)
+    _run([nvcc, "-std=c++17", "-c", PLUGIN_DIR / source, f"-I{cufft}", "-Xcompiler=-Wall,-Wextra,-Werror", "-o", out],
+         tmp_path)
     assert out.stat().st_size > 0
 
 

@@ -215,7 +215,8 @@ def test_models_pass_full_check():
 def test_function_protos():
     for fn, attrs in (
         (transposed_attention_function(), {"heads"}),
-        (converse2d_function(), {"scale", "padding", "padding_mode", "plugin_namespace", "plugin_version"}),
+        (converse2d_function(), {"scale", "padding", "padding_mode", "plugin_namespace", "plugin_version",
+                                 "constant_kernel"}),
     ):
         assert fn.domain == DOMAIN
         assert {(o.domain, o.version) for o in fn.opset_import} >= {("", ONNX_OPSET)}
@@ -270,3 +271,31 @@ def test_inlined_model_matches():
         y = converse2d(x, kernel, lam, scale, padding, mode)
         ref = transposed_attention(y, y, y, temperature, heads).numpy()
         assert np.abs(c - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_mark_constant_kernels():
+    """constant_kernel=1 exactly where the kernel is an initializer or a Constant (the plugin then caches
+    its spectrum); the function ignores the attribute (same output)."""
+    from export.functions import mark_constant_kernels
+
+    nodes = [helper.make_node("Constant", [], ["kc"], value=onnx.numpy_helper.from_array(np.full((1, 2, 3, 3), 1 / 9, np.float32))),
+             helper.make_node("Converse2D", ["x", "k", "lam"], ["a"], domain=DOMAIN, name="init"),
+             helper.make_node("Converse2D", ["a", "kc", "lam"], ["b"], domain=DOMAIN, name="const"),
+             helper.make_node("Converse2D", ["b", "kx", "lam"], ["out"], domain=DOMAIN, name="runtime")]
+    inputs = [_vi("x", FLOAT, [1, 2, 8, 8]), _vi("kx", FLOAT, [1, 2, 3, 3])]
+    model = _model(nodes, inputs, [_vi("out", FLOAT, [1, 2, 8, 8])])
+    model.graph.initializer.extend([onnx.numpy_helper.from_array(np.full((1, 2, 3, 3), 1 / 9, np.float32), "k"),
+                                    onnx.numpy_helper.from_array(np.full((1, 2, 1, 1), 0.01, np.float32), "lam")])
+    attach_functions(model)
+    assert mark_constant_kernels(model) == 2
+    flags = {n.name: [a.i for a in n.attribute if a.name == "constant_kernel"] for n in model.graph.node if n.name}
+    assert flags == {"init": [1], "const": [1], "runtime": [0]}
+    assert mark_constant_kernels(model) == 2  # idempotent: one attribute per node
+    assert all(len(v) == 1 for v in flags.values())
+    feeds = {"x": np.random.default_rng(0).random((1, 2, 8, 8), np.float32), "kx": np.full((1, 2, 3, 3), 1 / 9, np.float32)}
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    ref = torch.from_numpy(feeds["x"]).double()
+    kernel, lam = torch.full((1, 2, 3, 3), 1 / 9, dtype=torch.float64), torch.full((1, 2, 1, 1), 0.01, dtype=torch.float64)
+    for _ in range(3):
+        ref = converse2d(ref, kernel, lam, 1, 0, "circular")
+    assert np.abs(got - ref.numpy()).max() < 1e-4

@@ -23,8 +23,41 @@ ENGINE_SUFFIXES = (".engine", ".plan")
 def _export_onnx(main, params: dict, onnx_out: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         side = Path(tmp) / "export.json"
-        main(**{**params, "fmt": "onnx", "out_path": onnx_out, "check_trt": None, "json_out": side})
+        main(**{**params, "fmt": "onnx", "out_path": onnx_out, "check_trt": None, "json_out": side, "save_prepared": None})
         return json.loads(side.read_text())
+
+
+def _save_prepared(onnx_path: Path, target: Path, version: str | None) -> Path:
+    """The ONNX as ``prepare_onnx`` hands it to the parser of ``version`` (else the installed TensorRT's)."""
+    import os
+    import tempfile
+
+    import onnx
+
+    from engines.tensorrt.core import prepare_onnx
+
+    if version is None:
+        from engines.tensorrt.builder import import_tensorrt
+
+        version = import_tensorrt().__version__
+    prepared, _ = prepare_onnx(onnx.load(str(onnx_path)), version)
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(target).name}.", suffix=".tmp", dir=Path(target).parent)
+    os.close(fd)
+    try:
+        onnx.save(prepared, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return Path(target)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def run_trt(main, params: dict) -> None:
@@ -32,7 +65,9 @@ def run_trt(main, params: dict) -> None:
     import inspect
 
     params = {k: v for k, v in params.items() if k in inspect.signature(main).parameters}
-    from engines.tensorrt.lint import format_report, lint, table_version
+    from engines.tensorrt.allowlist import line_of
+    from engines.tensorrt.core import parse_version
+    from engines.tensorrt.lint import format_report, lint, plugin_node_count, table_version
 
     model, fmt, out_path = params["model"], params["fmt"], params.get("out_path")
     check, json_out = params.get("check_trt"), params.get("json_out")
@@ -44,6 +79,12 @@ def run_trt(main, params: dict) -> None:
             table_version(check)  # validates the version early
         if json_out and not Path(json_out).parent.is_dir():
             raise TrtError(f"cannot write {json_out}: folder {Path(json_out).parent} does not exist")
+        prepared_out = params.get("save_prepared")
+        if prepared_out is not None:
+            if not check and fmt != "trt":
+                raise TrtError("--save-prepared needs --check-trt VERSION or --format trt (the parser it prepares for)")
+            if Path(prepared_out).suffix != ".onnx" or not Path(prepared_out).parent.is_dir():
+                raise TrtError(f"--save-prepared must be an .onnx file in an existing folder, got {prepared_out}")
         given_onnx = model.endswith(".onnx")
         if given_onnx and not Path(model).is_file():
             raise TrtError(f"ONNX file {model} not found")
@@ -67,6 +108,8 @@ def run_trt(main, params: dict) -> None:
         if out_path is None:
             raise fail("--out is required", EXIT_BAD_INPUT)
         onnx_path = Path(out_path).with_suffix(".onnx") if fmt == "trt" else Path(out_path)
+        if check and not params.get("trt_version"):
+            params["trt_version"] = check  # --converse-lowering auto follows the linted version
         result.update(_export_onnx(main, params, onnx_path))  # raises typer.Exit on failure
     result["onnx"] = str(onnx_path)
 
@@ -78,12 +121,20 @@ def run_trt(main, params: dict) -> None:
             raise fail(str(exc), EXIT_BAD_INPUT)
         except Exception as exc:  # not an ONNX file (protobuf DecodeError and the like)
             raise fail(f"cannot read {onnx_path} as ONNX: {exc}", EXIT_BAD_INPUT)
-        report = format_report(issues, check, str(onnx_path))
+        report = format_report(issues, check, str(onnx_path), plugin_node_count(onnx_path))
         (console if issues else out).print(report, highlight=False, soft_wrap=True)
-        result["check_trt"] = {"version": check, "table": table_version(check), "passed": not issues,
+        result["check_trt"] = {"version": check, "table": table_version(check), "line": line_of(parse_version(check)),
+                               "passed": not issues,
                                "issues": [str(i) for i in issues]}
         if issues:
             status = EXIT_CHECK_FAILED
+
+    if prepared_out is not None:
+        try:
+            result["prepared"] = str(_save_prepared(onnx_path, prepared_out, check))
+        except TrtError as exc:
+            raise fail(str(exc), EXIT_BAD_INPUT)
+        out.print(f"prepared for the TensorRT parser (trtexec --onnx=...): [bold]{prepared_out}[/]")
 
     if fmt == "trt" and status == 0:
         from engines.tensorrt.builder import BuildFailed, build_engine

@@ -25,9 +25,11 @@ DOMAIN = "restormer"
 PLUGIN_OPS = {"Converse2D": {"plugin_namespace": "restormer", "plugin_version": "1"}}
 # Custom nodes without a plugin: TensorRT runs their local function, which we inline.
 FUNCTION_OPS = ("TransposedAttention",)
-# From this version the ONNX parser imports a node carrying ``plugin_namespace`` as that plugin even
-# when the model has a local function of the same name (engines/plugins/converse2d/README.md).
-PLUGIN_PRIORITY_VERSION = (10, 15)
+# From this version the ONNX parser imports a node that has a local function as the registered plugin
+# of that name, when there is one: 10.7-10.14 look in the plugin registry first (CHANGELOG 10.7; onnx-
+# tensorrt ModelImporter.cpp isNodeInPluginRegistry at the 10.7 pin); 10.16 and 11.0 do so for nodes
+# that carry ``plugin_namespace``, as ours do (shouldImportAsPlugin at the 10.16 / 11.0 pins).
+PLUGIN_PRIORITY_VERSION = (10, 7)
 MIN_VERSION = (10, 3)
 METADATA_KEYS = ("architecture", "preset", "task", "scale", "in_channels", "out_channels", "value_range",
                  "pad_multiple", "precision", "tool_version", "source_sha256")
@@ -108,10 +110,12 @@ def prepare_onnx(model: onnx.ModelProto, version, strict: bool = True) -> tuple[
     - Every model-local function except those of plugin-backed ops is inlined (TransposedAttention
       has no plugin and always runs as its function; inlining makes that independent of the
       parser's local-function support and of any plugin that might share the name).
-    - Before 10.15 the parser expands a node that has a local function before it looks for a
+    - Before 10.7 the parser expands a node that has a local function before it looks for a
       plugin, so the functions of plugin-backed ops (Converse2D) are removed; the node then falls
-      back to the plugin registry. From 10.15 the node's plugin_namespace/plugin_version select the
-      plugin, and the function is kept (the file stays runnable by ONNX Runtime).
+      back to the plugin registry. From 10.7 a registered plugin of that name wins (10.16+: for
+      nodes with plugin_namespace, as ours), and the function is kept (the file stays runnable by
+      ONNX Runtime). Without the plugin library loaded, 10.7+ would expand the function, whose DFT
+      no TensorRT before 11.2 imports: load the library.
 
     ``strict``: a Converse2D node without the plugin attributes raises TrtError (the lint reports
     it instead).
@@ -138,10 +142,10 @@ def prepare_onnx(model: onnx.ModelProto, version, strict: bool = True) -> tuple[
         del model.functions[:]
         model.functions.extend(keep)
         report.stripped = sorted(f"{d}::{n}" for d, n in plugin_fns)
-        report.notes.append(f"TensorRT {'.'.join(map(str, v))} < 10.15: removed the local functions of "
+        report.notes.append(f"TensorRT {'.'.join(map(str, v))} < 10.7: removed the local functions of "
                             f"{', '.join(report.stripped)} so that the parser falls back to the plugin")
     elif plugin_fns:
-        report.notes.append("TensorRT >= 10.15: plugin_namespace selects the plugin; local function kept")
+        report.notes.append("TensorRT >= 10.7: the registered plugin takes the node; local function kept")
     return model, report
 
 

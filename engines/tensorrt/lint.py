@@ -18,9 +18,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from engines.tensorrt import allowlist
 from engines.tensorrt.core import DOMAIN, PLUGIN_OPS, TrtError, parse_version, plugin_backed, prepare_onnx
 
-VERSIONS = ("10.3", "10.13", "11")
+VERSIONS = ("10.3", "10.7", "10.13", "11.0", "11.2")  # the first release of each allow-list line
 _TYPE_TAGS = {
     onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.BFLOAT16: "BF16",
     onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT64: "INT64", onnx.TensorProto.INT8: "INT8",
@@ -53,6 +54,10 @@ def table_version(version) -> str:
     v = parse_version(version)
     if v[:2] < (10, 3):
         raise TrtError(f"TensorRT {version} is not supported: 10.3 or newer (strongly typed networks, IPluginV3)")
+    if v[:2] > allowlist.NEWEST:
+        newest = ".".join(map(str, allowlist.NEWEST))
+        raise TrtError(f"TensorRT {version} is newer than the newest release this lint knows ({newest}); "
+                       f"lint for {newest} or update engines/tensorrt/allowlist.py")
     if v[0] >= 11:
         return "11"
     return "10.13" if v[:2] >= (10, 13) else "10.3"
@@ -97,7 +102,7 @@ def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto | None]:
 
 
 def _check_node(node, entry, consts, types, issues, name):
-    """Append at most one issue for the node: the first restriction it breaks."""
+    """Table check of an operator our exports never emit: at most one issue, the first it breaks."""
     found: list[LintIssue] = []
     _node_issues(node, entry, consts, types, found, name)
     issues.extend(found[:1])
@@ -140,7 +145,114 @@ def _node_issues(node, entry, consts, types, issues, name):
             issues.append(LintIssue(name, op, f"input type {tag} is not supported (only {', '.join(entry['types'])})"))
 
 
-def _walk(graph, table, types, issues, outer_consts, functions):
+def _attr_value(attr: onnx.AttributeProto):
+    value = onnx.helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode()
+    if attr.name == "to" and isinstance(value, int):
+        return onnx.TensorProto.DataType.Name(value)
+    return value
+
+
+def _qdq_issues(node, consts, types) -> list[str]:
+    """Explicit quantization: symmetric INT8 zero point, positive constant scale, explicit per-channel axis."""
+    found = []
+    scale = consts.get(node.input[1]) if len(node.input) > 1 else None
+    if scale is not None:
+        values = numpy_helper.to_array(scale)
+        if values.size == 0 or np.any(values <= 0):
+            found.append("the scale must be positive (imp-10.3 L1378-1419)")
+        if values.size > 1 and not any(a.name == "axis" for a in node.attribute):
+            found.append("a per-channel scale needs an explicit axis: its default is 0 up to 10.10 and 1 from "
+                         "10.16 (imp-10.3 L1521-1528, imp-11.0)")
+    if len(node.input) > 2 and node.input[2]:
+        zp = consts.get(node.input[2])
+        if zp is not None and np.any(numpy_helper.to_array(zp) != 0):
+            found.append("the zero point must be 0 (symmetric quantization)")
+        tag = _TYPE_TAGS.get(types.get(node.input[2], 0))
+        if tag == "UINT8":
+            found.append("a UINT8 zero point is refused (QuantizeLinear, 10.3) or read as INT8 (imp-10.3 L1352-1355, "
+                         "L1455-1462): use INT8")
+    return found
+
+
+def _if_issues(node, consts, types) -> list[str]:
+    branches = {a.name: len(a.g.output) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+    if len(set(branches.values())) > 1:
+        return [f"then and else branches have different output counts {branches}"]
+    return []
+
+
+_SPECIAL = {"QuantizeLinear": _qdq_issues, "DequantizeLinear": _qdq_issues, "If": _if_issues}
+
+
+def _allow_list_issues(node, rule: allowlist.Rule, line: str, consts, types, name) -> list[LintIssue]:
+    """Every way the node leaves the allow-list ``rule`` (deny by default), each with the rule's sources."""
+    op, found = node.op_type, []
+    at = allowlist.LINES.index(line)
+
+    def deny(what: str) -> None:
+        found.append(LintIssue(name, op, f"{what} [{rule.sources}]"))
+
+    if at < allowlist.LINES.index(rule.since):
+        deny(f"not imported before TensorRT {rule.since}")
+        return found
+    given = len(node.input)
+    if not rule.inputs[0] <= given <= rule.inputs[1]:
+        deny(f"{given} input(s); the parser takes {rule.inputs[0]} to {rule.inputs[1]}")
+    declared = len(node.output)
+    named = sum(1 for o in node.output if o)
+    if rule.outputs is None:
+        if named < declared:
+            deny("an output with an empty name: from 10.6 the non-empty outputs must match what the importer "
+                 "returns (one per declared output)")
+    elif (declared if line == "10.3" else named) > rule.outputs:
+        deny(f"{declared} outputs; the importer returns {rule.outputs}"
+             + (" (10.3-10.5 count empty names too)" if line == "10.3" else ""))
+    attrs = {a.name: a for a in node.attribute}
+    for attr in node.attribute:
+        if attr.name not in rule.attrs:
+            deny(f"attribute {attr.name!r} is not in the allow-list ({', '.join(rule.attrs) or 'none'})")
+            continue
+        allowed = rule.attrs[attr.name]
+        if allowed is not allowlist.ANY:
+            value = _attr_value(attr)
+            if value not in allowed:
+                deny(f"{attr.name}={value!r} is not accepted (only {', '.join(map(str, allowed))})")
+    for required in rule.required:
+        if required not in attrs:
+            deny(f"attribute {required!r} is required")
+    for idx in range(given):
+        first = rule.empty_inputs.get(idx)
+        if not node.input[idx] and first is not None and at < allowlist.LINES.index(first):
+            deny(f"input {idx} is omitted (empty name): read as a tensor before TensorRT {first}")
+    for idx, from_line in rule.const_inputs.items():
+        if idx < given and node.input[idx] and node.input[idx] not in consts:
+            if from_line is None or at < allowlist.LINES.index(from_line):
+                when = "" if from_line is None else f" before TensorRT {from_line}"
+                deny(f"input {idx} ({node.input[idx]!r}) must be an initializer or a Constant{when}")
+    if given and node.input[0]:
+        tag = _TYPE_TAGS.get(types.get(node.input[0], 0))
+        if tag and tag not in rule.types:
+            deny(f"input type {tag} is not supported (only {', '.join(rule.types)})")
+    special = _SPECIAL.get(op)
+    for what in special(node, consts, types) if special else ():
+        deny(what)
+    return found
+
+
+def _uint8_issues(graph, types, outputs: set[str], name_of) -> list[LintIssue]:
+    """UINT8 tensors exist only as network inputs and outputs (mi-10.3 L241-255; ops-10.1 note)."""
+    found = []
+    for i, node in enumerate(graph.node):
+        for out in node.output:
+            if out and _TYPE_TAGS.get(types.get(out, 0)) == "UINT8" and out not in outputs and node.op_type != "Constant":
+                found.append(LintIssue(name_of(node, i), node.op_type, f"output {out!r} is UINT8: TensorRT takes UINT8 "
+                                       f"only as a network input or output [{allowlist.SOURCES['mi-10.3']}]"))
+    return found
+
+
+def _walk(graph, table, types, issues, outer_consts, functions, line):
     consts = {**outer_consts, **_constants(graph)}
     for i, node in enumerate(graph.node):
         name = node.name or f"node {i}"
@@ -162,34 +274,92 @@ def _walk(graph, table, types, issues, outer_consts, functions):
             issues.append(LintIssue(name, f"{node.domain}::{node.op_type}",
                                     "custom-domain node: TensorRT needs a plugin of that name loaded"))
             continue
-        _check_node(node, table.get(node.op_type), consts, types, issues, name)
+        rule = allowlist.rule_for(node.op_type, line)
+        if rule is not None:
+            issues.extend(_allow_list_issues(node, rule, line, consts, types, name))
+        else:
+            _check_node(node, table.get(node.op_type), consts, types, issues, name)
         for a in node.attribute:
             if a.type == onnx.AttributeProto.GRAPH:
-                _walk(a.g, table, types, issues, consts, functions)
+                _walk(a.g, table, types, issues, consts, functions, line)
             elif a.type == onnx.AttributeProto.GRAPHS:
                 for g in a.graphs:
-                    _walk(g, table, types, issues, consts, functions)
+                    _walk(g, table, types, issues, consts, functions, line)
+
+
+def _opset_issues(model: onnx.ModelProto, version) -> list[LintIssue]:
+    low, high, source = allowlist.opset_range(parse_version(version))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and not low <= opset <= high:
+        return [LintIssue("model", "opset", f"default-domain opset {opset}; TensorRT {version} documents {low} to "
+                                            f"{high} [{source}]")]
+    return []
 
 
 def lint(model: onnx.ModelProto | str | Path, version) -> list[LintIssue]:
-    """Every node the TensorRT ``version`` parser would not import (plugin-backed nodes excepted)."""
+    """Every node the TensorRT ``version`` parser would not import (plugin-backed nodes excepted):
+    operators our exports emit against the allow-list (``allowlist.py``, deny by default), any other
+    against the operator table (``onnx_trt_ops.py``); and the model's opset against the line's range."""
+    return lint_versions(model, [version])[version]
+
+
+def lint_versions(model: onnx.ModelProto | str | Path, versions) -> dict:
+    """``lint`` for several versions, inferring the tensor types once: {version: issues}."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    key = table_version(version)
-    table = load_table()["versions"][key]
-    prepared, _ = prepare_onnx(model, version, strict=False)
+    for version in versions:
+        table_version(version)  # every version checked before any work
     typed, _ = prepare_onnx(model, (10, 15), strict=False)  # same node names; keeps plugin functions for inference
     types = _types(typed)
-    issues: list[LintIssue] = []
+    return {version: _lint_one(model, version, types) for version in versions}
+
+
+def _lint_one(model: onnx.ModelProto, version, types: dict) -> list[LintIssue]:
+    key = table_version(version)
+    line = allowlist.line_of(parse_version(version))
+    table = load_table()["versions"][key]
+    prepared, _ = prepare_onnx(model, version, strict=False)
+    issues = _opset_issues(prepared, version)
     functions = {(f.domain, f.name) for f in prepared.functions}
-    _walk(prepared.graph, table, types, issues, {}, functions)
+    _walk(prepared.graph, table, types, issues, {}, functions, line)
+    graph_io = {v.name for v in (*prepared.graph.input, *prepared.graph.output)}
+    issues += _uint8_issues(prepared.graph, types, graph_io, lambda node, i: node.name or f"node {i}")
     return issues
 
 
-def format_report(issues: list[LintIssue], version, path: str = "") -> str:
+def plugin_node_count(model: onnx.ModelProto | str | Path) -> int:
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    return sum(1 for n in model.graph.node if plugin_backed(n))
+
+
+def format_report(issues: list[LintIssue], version, path: str = "", plugin_nodes: int = 0) -> str:
     where = f"{path}: " if path else ""
     if not issues:
-        return f"{where}TensorRT {version}: every node parses (plugin-backed nodes need the plugin library)"
+        note = f" ({plugin_nodes} plugin-backed node(s): load the plugin library)" if plugin_nodes else ""
+        return f"{where}TensorRT {version}: every node parses{note}"
     lines = [f"{where}TensorRT {version}: {len(issues)} node(s) would not parse"]
     lines += [f"  {issue}" for issue in issues]
     return "\n".join(lines)
+
+
+def version_for(installed: str) -> str:
+    """The version to lint for on a machine with TensorRT ``installed``: itself, or the newest release
+    this lint knows when it is newer (TrtError when older than 10.3)."""
+    v = parse_version(installed)
+    table_version(".".join(map(str, v[:2])) if v[:2] <= allowlist.NEWEST else ".".join(map(str, allowlist.NEWEST)))
+    return installed if v[:2] <= allowlist.NEWEST else ".".join(map(str, allowlist.NEWEST))
+
+
+if __name__ == "__main__":  # scripts/verify_gpu.sh: python -m engines.tensorrt.lint --version-for 10.3.0.30
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--version-for":
+        try:
+            print(version_for(sys.argv[2]))
+        except TrtError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(2)
+    else:
+        print("usage: python -m engines.tensorrt.lint --version-for VERSION", file=sys.stderr)
+        sys.exit(2)

@@ -6,7 +6,8 @@ Runs the engine with polygraphy's TrtRunner on the bundled sample image (cropped
 engine's profile), compares it with the PyTorch model in FP32 (PSNR with peak 1 on outputs clamped
 to [0, 1], as restore-export's self-check), then times ``--iterations`` runs (host-to-device and
 back included). Exit 0 when the PSNR reaches the floor for the engine's precision, 1 when not,
-2 on bad input or a runtime mismatch (core.check_runtime).
+2 on bad input or a runtime mismatch (core.check_runtime), 3 when anything else fails on the way
+(TensorRT, CUDA, the plugin library): one ``error:`` line with the step and the message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from engines.tensorrt.core import TrtError
 
+EXIT_BAD_INPUT, EXIT_RUN_FAILED = 2, 3
 # PSNR floors vs PyTorch FP32 (the builder leaves TF32 off; the floors leave room for kernel choice).
 MIN_PSNR = {"fp32": 50.0, "fp16": 40.0, "int8": 30.0}
 
@@ -43,7 +45,8 @@ def verify_engine(engine_path, reference: str, weights=None, plugin_libs=(), siz
     import torch
 
     from engines.tensorrt.builder import import_tensorrt, load_engine
-    from export.onnx_export import psnr_peak1, sample_inputs
+    from export.onnx_export import sample_inputs
+    from restormer.metrics import psnr_peak1
     from restormer.presets import load_model
 
     trt = import_tensorrt()
@@ -101,7 +104,11 @@ def main(argv=None) -> int:
                                args.iterations, args.min_psnr, log=lambda m: print(m, file=sys.stderr))
     except (TrtError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # TensorRT, CUDA, polygraphy: an error of this step, not a parity verdict
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: running {args.engine} failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     print(json.dumps(result))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")

@@ -7,6 +7,7 @@
 // 2 replicate, 3 constant). Element types: 0 float32, 1 float16. Every function returns 0 or the
 // negative code of converse2d::makeGeometry.
 #include "converse2d_kernels.h"
+#include "converse2d_workspace.h"
 
 using converse2d::Complex;
 using converse2d::Geometry;
@@ -180,4 +181,54 @@ C2D_HOST_API void c2d_half_to_float(uint16_t const* in, float* out, int64_t n)
     {
         out[i] = converse2d::halfBitsToFloat(in[i]);
     }
+}
+
+//! A model of cuFFT's work areas for c2d_profile_workspace: the estimated work area of one 1-D
+//! transform of a length, and the work area of the three plans of a shape given as
+//! N, C, Hp, Wp, Bk, Hs, Ws (returns 0 on success).
+typedef uint64_t (*c2d_length_cost)(int64_t length);
+typedef int32_t (*c2d_fft_work)(int64_t const* dims, uint64_t* bytes);
+
+//! The workspace reserved for a profile whose largest shape is params and whose smallest image is
+//! minH x minW (converse2d::profileWorkspace), with cuFFT replaced by the model. -6: the model failed.
+C2D_HOST_API int32_t c2d_profile_workspace(
+    int64_t const* params, int64_t minH, int64_t minW, c2d_length_cost cost, c2d_fft_work work, uint64_t* bytes)
+{
+    Geometry g;
+    int32_t const status = geometry(params, g);
+    if (status != 0)
+    {
+        return status;
+    }
+    auto lengthCost = [cost](int64_t n) { return static_cast<size_t>(cost(n)); };
+    auto fftWork = [work](Geometry const& p, size_t& out) {
+        int64_t const dims[7] = {p.N, p.C, p.Hp, p.Wp, p.Bk, p.Hs, p.Ws};
+        uint64_t b = 0;
+        if (work(dims, &b) != 0)
+        {
+            return false;
+        }
+        out = static_cast<size_t>(b);
+        return true;
+    };
+    size_t total = 0;
+    if (!converse2d::profileWorkspace(g, minH, minW, lengthCost, fftWork, total))
+    {
+        return -6;
+    }
+    *bytes = total;
+    return 0;
+}
+
+//! Workspace bytes the shape params needs when its cuFFT plans need fftWork bytes of work area.
+C2D_HOST_API int32_t c2d_workspace_need(int64_t const* params, uint64_t fftWork, uint64_t* bytes)
+{
+    Geometry g;
+    int32_t const status = geometry(params, g);
+    if (status != 0)
+    {
+        return status;
+    }
+    *bytes = converse2d::workspaceLayout(g, static_cast<size_t>(fftWork)).total;
+    return 0;
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <new>
 #include <sstream>
@@ -27,6 +28,10 @@ namespace plugin
 {
 namespace
 {
+
+constexpr int32_t kVALID = 0;
+constexpr int32_t kEMPTY = 1;
+constexpr int32_t kINVALID = -1;
 
 std::mutex gLoggerMutex;
 nvinfer1::ILoggerFinder* gLoggerFinder{nullptr};
@@ -107,6 +112,57 @@ bool readString(PluginField const& field, std::string& value)
     return true;
 }
 
+//! kWORKSPACE_RECORD positive numbers per profile, as getFieldsToSerialize writes them.
+bool readRecords(PluginField const& field, std::vector<int64_t>& values)
+{
+    if (field.data == nullptr || field.type != PluginFieldType::kINT64 || field.length <= 0
+        || field.length % static_cast<int32_t>(kWORKSPACE_RECORD) != 0)
+    {
+        return false;
+    }
+    auto const* data = static_cast<int64_t const*>(field.data);
+    std::vector<int64_t> const read(data, data + field.length);
+    if (std::any_of(read.begin(), read.end(), [](int64_t v) { return v <= 0; }))
+    {
+        return false;
+    }
+    values.insert(values.end(), read.begin(), read.end());
+    return true;
+}
+
+bool hasNoElement(nvinfer1::Dims const& dims)
+{
+    return std::any_of(dims.d, dims.d + std::max(dims.nbDims, 0), [](int64_t d) { return d == 0; });
+}
+
+//! Offset of the record of the profile whose largest shape is g in workspace, or -1.
+int64_t recordOffset(std::vector<int64_t> const& w, converse2d::Geometry const& g)
+{
+    for (size_t i = 0; i + kWORKSPACE_RECORD <= w.size(); i += kWORKSPACE_RECORD)
+    {
+        if (w[i] == g.N && w[i + 1] == g.C && w[i + 2] == g.H && w[i + 3] == g.W && w[i + 4] == g.Bk)
+        {
+            return static_cast<int64_t>(i);
+        }
+    }
+    return -1;
+}
+
+//! Workspace bytes for a profile (converse2d_workspace.h); an estimate where cuFFT cannot plan.
+size_t profileBudget(converse2d::Geometry const& maxG, nvinfer1::Dims const& minX)
+{
+    size_t bytes = 0;
+    std::string error;
+    if (converse2d::Converse2DRunner::profileWorkspaceSize(maxG, minX.d[2], minX.d[3], bytes, &error))
+    {
+        return bytes;
+    }
+    logMessage(Severity::kWARNING, "could not measure the cuFFT work area (" + error + "); reserving an estimate");
+    size_t const spectrum
+        = static_cast<size_t>(std::max(maxG.N, maxG.Bk) * maxG.C * maxG.Hs * maxG.Wsh) * sizeof(converse2d::Complex);
+    return converse2d::workspaceLayout(maxG, 2 * spectrum).total;
+}
+
 } // namespace
 
 bool parsePaddingMode(std::string const& name, int32_t& mode)
@@ -152,10 +208,10 @@ char const* paddingModeName(int32_t mode)
 Converse2DPlugin::Converse2DPlugin(Converse2DParams const& params)
     : mParams(params)
     , mModeName(paddingModeName(params.mode))
-    , mRunner(new converse2d::Converse2DRunner())
+    , mRunner(new converse2d::Converse2DRunner(params.constantKernel != 0))
 {
     std::ostringstream os;
-    os << "s" << mParams.scale << "_p" << mParams.padding << "_" << mModeName;
+    os << "s" << mParams.scale << "_p" << mParams.padding << "_" << mModeName << (mParams.constantKernel ? "_ck" : "");
     mTimingId = os.str();
 }
 
@@ -174,14 +230,7 @@ IPluginV3* Converse2DPlugin::clone() noexcept
 {
     try
     {
-        Converse2DParams params = mParams;
-        if (mWorkspaceBudget > 0)
-        {
-            params.workspaceBytes = mWorkspaceBudget;
-        }
-        auto* plugin = new Converse2DPlugin(params);
-        plugin->mWorkspaceBudget = mWorkspaceBudget;
-        return plugin;
+        return new Converse2DPlugin(mParams);
     }
     catch (std::exception const& e)
     {
@@ -260,6 +309,50 @@ bool Converse2DPlugin::geometryFromDims(nvinfer1::Dims const& x, nvinfer1::Dims 
     return false;
 }
 
+bool Converse2DPlugin::profileGeometry(DynamicPluginTensorDesc const* in, converse2d::Geometry& g) const noexcept
+{
+    nvinfer1::Dims kernel = in[1].max;
+    if (kernel.nbDims == 4)
+    {
+        kernel.d[2] = 1;
+        kernel.d[3] = 1;
+    }
+    return geometryFromDims(in[0].max, kernel, in[2].max, g, true);
+}
+
+int32_t Converse2DPlugin::runtimeGeometry(PluginTensorDesc const* in, converse2d::Geometry& g) const noexcept
+{
+    if (in[0].dims.nbDims == 4 && hasNoElement(in[0].dims))
+    {
+        return kEMPTY;
+    }
+    return geometryFromDims(in[0].dims, in[1].dims, in[2].dims, g, true) ? kVALID : kINVALID;
+}
+
+size_t Converse2DPlugin::reservedFor(converse2d::Geometry const& g) noexcept
+{
+    // The profile in use contains g, so the smallest budget of the profiles that contain g is at
+    // most what TensorRT reserved.
+    std::vector<int64_t> const& w = mParams.workspace;
+    int64_t inside = -1;
+    int64_t smallest = -1;
+    for (size_t i = 0; i + kWORKSPACE_RECORD <= w.size(); i += kWORKSPACE_RECORD)
+    {
+        int64_t const bytes = w[i + 5];
+        smallest = smallest < 0 ? bytes : std::min(smallest, bytes);
+        if (g.N <= w[i] && g.C <= w[i + 1] && g.H <= w[i + 2] && g.W <= w[i + 3] && g.Bk <= w[i + 4])
+        {
+            inside = inside < 0 ? bytes : std::min(inside, bytes);
+        }
+    }
+    if (smallest < 0 && !mWarnedUnknownWorkspace)
+    {
+        logMessage(Severity::kWARNING, "no workspace size was recorded at build time; it cannot be checked");
+        mWarnedUnknownWorkspace = true;
+    }
+    return static_cast<size_t>(inside >= 0 ? inside : std::max<int64_t>(smallest, 0));
+}
+
 int32_t Converse2DPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
@@ -268,11 +361,23 @@ int32_t Converse2DPlugin::configurePlugin(
         logMessage(Severity::kERROR, "expects 3 inputs (x, kernel, lam) and 1 output");
         return -1;
     }
-    for (int32_t i = 0; i < nbInputs; ++i)
+    converse2d::Geometry g{};
+    if (!profileGeometry(in, g))
     {
-        if (in[i].desc.dims.nbDims != 4)
+        return -1;
+    }
+    // Called for every profile (and format combination): the budget of each profile is measured
+    // once, recorded by its largest shape and serialized, so that the runtime can check against it.
+    if (recordOffset(mParams.workspace, g) < 0)
+    {
+        try
         {
-            logMessage(Severity::kERROR, "x, kernel and lam must all be 4-D");
+            int64_t const bytes = static_cast<int64_t>(profileBudget(g, in[0].min));
+            mParams.workspace.insert(mParams.workspace.end(), {g.N, g.C, g.H, g.W, g.Bk, bytes});
+        }
+        catch (std::exception const& e)
+        {
+            logMessage(Severity::kERROR, std::string("configurePlugin failed: ") + e.what());
             return -1;
         }
     }
@@ -331,6 +436,8 @@ bool Converse2DPlugin::supportsFormatCombination(
     {
         return desc.type == inOut[0].desc.type; // the output has the type of x
     }
+    // λ may come as FP16 (an FP16 graph) but is read as FP32 like everything else; our exporter keeps
+    // it FP32 (λ ~ 1e-4 is near FP16's normal range).
     return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF;
 }
 
@@ -346,28 +453,15 @@ size_t Converse2DPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs,
     {
         return 0;
     }
-    // Every buffer grows with every dimension, so the profile's maximum bounds them; the cuFFT work
-    // areas are measured at the maximum too (see Converse2DRunner::prepare for shapes that need more).
     converse2d::Geometry g{};
-    if (!geometryFromDims(inputs[0].max, inputs[1].max, inputs[2].max, g, true))
+    if (!profileGeometry(inputs, g))
     {
         return 0;
     }
-    size_t bytes = 0;
-    std::string error;
-    if (!converse2d::Converse2DRunner::queryWorkspaceSize(g, bytes, &error))
-    {
-        // No cuFFT plan could be made here (no device?): budget twice the largest spectrum.
-        size_t const spectrum = static_cast<size_t>(std::max(g.N, g.Bk) * g.C * g.Hs * g.Wsh) * sizeof(converse2d::Complex);
-        bytes = converse2d::workspaceLayout(g, 2 * spectrum).total;
-        logMessage(Severity::kWARNING, "could not measure the cuFFT work area (" + error + "); using an estimate");
-    }
-    int64_t const b = static_cast<int64_t>(bytes);
-    if (mWorkspaceBudget == 0 || b < mWorkspaceBudget)
-    {
-        mWorkspaceBudget = b;
-    }
-    return bytes;
+    // configurePlugin has recorded the profile; only an unconfigured one is measured here.
+    int64_t const at = recordOffset(mParams.workspace, g);
+    return at >= 0 ? static_cast<size_t>(mParams.workspace[static_cast<size_t>(at) + 5])
+                   : profileBudget(g, inputs[0].min);
 }
 
 char const* Converse2DPlugin::getTimingCacheID() noexcept
@@ -388,24 +482,17 @@ int32_t Converse2DPlugin::onShapeChange(
         return -1;
     }
     converse2d::Geometry g{};
-    if (!geometryFromDims(in[0].dims, in[1].dims, in[2].dims, g, true))
+    int32_t const shape = runtimeGeometry(in, g);
+    if (shape != kVALID)
     {
-        return -1;
+        return shape == kEMPTY ? 0 : -1;
     }
+    // Plans (and the kernel spectrum's buffer) are made here, outside enqueue and its CUDA graph.
     std::string error;
-    size_t const budget = static_cast<size_t>(mWorkspaceBudget > 0 ? mWorkspaceBudget : mParams.workspaceBytes);
-    size_t const ownBefore = mRunner->ownBufferBytes();
-    if (!mRunner->prepare(g, budget, &error))
+    if (!mRunner->prepare(g, reservedFor(g), &error))
     {
         logMessage(Severity::kERROR, error);
         return -1;
-    }
-    if (mRunner->ownBufferBytes() != ownBefore)
-    {
-        std::ostringstream os;
-        os << "this shape needs more than the " << budget << " bytes of workspace reserved at build time (cuFFT's "
-           << "work area is not monotone in the size); allocated " << mRunner->ownBufferBytes() << " bytes instead";
-        logMessage(Severity::kWARNING, os.str());
     }
     return 0;
 }
@@ -417,27 +504,22 @@ int32_t Converse2DPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTenso
     {
         return -1;
     }
-    nvinfer1::Dims const& xd = inputDesc[0].dims;
-    if (xd.nbDims == 4 && (xd.d[0] == 0 || xd.d[1] == 0 || xd.d[2] == 0 || xd.d[3] == 0))
-    {
-        return 0; // empty batch or image: nothing to do
-    }
     converse2d::Geometry g{};
-    if (!geometryFromDims(inputDesc[0].dims, inputDesc[1].dims, inputDesc[2].dims, g, true))
+    int32_t const shape = runtimeGeometry(inputDesc, g);
+    if (shape != kVALID)
     {
-        return -1;
+        return shape == kEMPTY ? 0 : -1;
     }
     converse2d::ElemType xType, kType, lType, oType;
     if (!toElemType(inputDesc[0].type, xType) || !toElemType(inputDesc[1].type, kType)
         || !toElemType(inputDesc[2].type, lType) || !toElemType(outputDesc[0].type, oType))
     {
-        logMessage(Severity::kERROR, "only FP32 and FP16 tensors are supported");
+        logMessage(Severity::kERROR, "x, kernel, lam and the output must be FP32 or FP16");
         return -1;
     }
     std::string error;
-    size_t const budget = static_cast<size_t>(mWorkspaceBudget > 0 ? mWorkspaceBudget : mParams.workspaceBytes);
-    if (!mRunner->enqueue(g, inputs[0], xType, inputs[1], kType, inputs[2], lType, outputs[0], oType, workspace,
-            budget, stream, &error))
+    if (!mRunner->enqueue(g, inputs[0], xType, inputs[1], kType, inputs[2], lType, outputs[0],
+            oType, workspace, reservedFor(g), stream, &error))
     {
         logMessage(Severity::kERROR, error);
         return -1;
@@ -452,20 +534,17 @@ IPluginV3* Converse2DPlugin::attachToContext(nvinfer1::IPluginResourceContext* /
 
 PluginFieldCollection const* Converse2DPlugin::getFieldsToSerialize() noexcept
 {
-    if (mWorkspaceBudget > 0)
-    {
-        mParams.workspaceBytes = mWorkspaceBudget;
-    }
     mSerialFields.clear();
     mSerialFields.emplace_back("scale", &mParams.scale, PluginFieldType::kINT32, 1);
     mSerialFields.emplace_back("padding", &mParams.padding, PluginFieldType::kINT32, 1);
     mSerialFields.emplace_back(
         "padding_mode", mModeName.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(mModeName.size() + 1));
-    if (mParams.workspaceBytes > 0)
+    mSerialFields.emplace_back("constant_kernel", &mParams.constantKernel, PluginFieldType::kINT32, 1);
+    if (!mParams.workspace.empty())
     {
-        // Internal: the workspace size TensorRT reserved, so that the runtime can tell when a shape
-        // needs more (not a node attribute; createPlugin accepts it, getFieldNames does not list it).
-        mSerialFields.emplace_back("workspace_bytes", &mParams.workspaceBytes, PluginFieldType::kINT64, 1);
+        // Internal (not a node attribute, not in getFieldNames): the workspace reserved per profile.
+        mSerialFields.emplace_back("workspace_profiles", mParams.workspace.data(), PluginFieldType::kINT64,
+            static_cast<int32_t>(mParams.workspace.size()));
     }
     mSerialCollection.nbFields = static_cast<int32_t>(mSerialFields.size());
     mSerialCollection.fields = mSerialFields.data();
@@ -480,6 +559,7 @@ Converse2DPluginCreator::Converse2DPluginCreator()
     mFields.emplace_back("scale", nullptr, PluginFieldType::kINT32, 1);
     mFields.emplace_back("padding", nullptr, PluginFieldType::kINT32, 1);
     mFields.emplace_back("padding_mode", nullptr, PluginFieldType::kCHAR, 1);
+    mFields.emplace_back("constant_kernel", nullptr, PluginFieldType::kINT32, 1);
     mCollection.nbFields = static_cast<int32_t>(mFields.size());
     mCollection.fields = mFields.data();
 }
@@ -539,12 +619,28 @@ IPluginV3* Converse2DPluginCreator::createPlugin(
                     return nullptr;
                 }
             }
-            else if (key == "workspace_bytes")
+            else if (key == "constant_kernel")
             {
-                if (readInt(field, value) && value > 0)
+                if (!readInt(field, value) || (value != 0 && value != 1))
                 {
-                    params.workspaceBytes = value;
+                    logMessage(Severity::kERROR, layer + ": invalid constant_kernel (0 or 1)");
+                    return nullptr;
                 }
+                params.constantKernel = static_cast<int32_t>(value);
+            }
+            else if (key == "workspace_profiles")
+            {
+                if (!readRecords(field, params.workspace))
+                {
+                    logMessage(Severity::kERROR, layer + ": invalid workspace_profiles");
+                    return nullptr;
+                }
+            }
+            else if (key == "workspace_bytes" && readInt(field, value) && value > 0)
+            {
+                // Written by earlier builds of the plugin: one budget for every shape.
+                int64_t const any = std::numeric_limits<int64_t>::max();
+                params.workspace.insert(params.workspace.end(), {any, any, any, any, any, value});
             }
             // Other fields (plugin_namespace, plugin_version from an ONNX node) are ignored.
         }

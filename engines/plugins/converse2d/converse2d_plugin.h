@@ -1,7 +1,7 @@
 // Converse2D TensorRT plugin (IPluginV3, name "Converse2D", namespace "restormer", version "1").
 //
 // Inputs: x (N, C, H, W), kernel (1 or N, C, kh, kw), lam (1 or N, C, 1, 1); FP32 or FP16, linear.
-// Output: (N, C, H*scale, W*scale), the type of x. Fields: scale, padding, padding_mode.
+// Output: (N, C, H*scale, W*scale), the type of x. Fields: scale, padding, padding_mode, constant_kernel.
 // The math is docs/OPERATORS.md (Converse2D, transfer-function form), computed in FP32.
 #pragma once
 
@@ -28,14 +28,18 @@ constexpr char const* kCONVERSE2D_NAME = "Converse2D";
 constexpr char const* kCONVERSE2D_VERSION = "1";
 constexpr char const* kCONVERSE2D_NAMESPACE = "restormer";
 
-//! The attributes of one Converse2D node.
+//! Numbers per profile in Converse2DParams::workspace: the largest x (N, C, H, W) and kernel batch
+//! of the profile, then the workspace bytes reserved for it.
+constexpr size_t kWORKSPACE_RECORD = 6;
+
+//! The attributes of one Converse2D node, and the workspace reserved per optimisation profile.
 struct Converse2DParams
 {
     int32_t scale{1};
     int32_t padding{0};
     int32_t mode{converse2d::kPAD_CIRCULAR};
-    //! Workspace bytes known to be provided at enqueue (what getWorkspaceSize returned; 0 = unknown).
-    int64_t workspaceBytes{0};
+    int32_t constantKernel{0}; //!< 1: the kernel input is an initializer (its spectrum is cached)
+    std::vector<int64_t> workspace; //!< kWORKSPACE_RECORD numbers per profile seen by configurePlugin
 };
 
 //! Padding mode name <-> enum ("zeros" is accepted as "constant"). Returns false for unknown names.
@@ -90,11 +94,17 @@ private:
     //! Geometry from the dims of x, kernel and lam; logs and returns false if they do not fit.
     bool geometryFromDims(nvinfer1::Dims const& x, nvinfer1::Dims const& kernel, nvinfer1::Dims const& lam,
         converse2d::Geometry& g, bool log) const noexcept;
+    //! Geometry of a profile's largest shape (the kernel's size, which no buffer depends on, as 1 x 1).
+    bool profileGeometry(nvinfer1::DynamicPluginTensorDesc const* in, converse2d::Geometry& g) const noexcept;
+    //! kEMPTY (x has no element: nothing to do), kVALID (g filled) or kINVALID (logged).
+    int32_t runtimeGeometry(nvinfer1::PluginTensorDesc const* in, converse2d::Geometry& g) const noexcept;
+    //! Workspace bytes reserved for shape g (0 = unknown).
+    size_t reservedFor(converse2d::Geometry const& g) noexcept;
 
     Converse2DParams mParams;
     std::string mModeName;
     std::string mTimingId;
-    mutable int64_t mWorkspaceBudget{0}; //!< smallest value getWorkspaceSize returned (0 = none yet)
+    bool mWarnedUnknownWorkspace{false};
     std::unique_ptr<converse2d::Converse2DRunner> mRunner;
     std::vector<nvinfer1::PluginField> mSerialFields;
     nvinfer1::PluginFieldCollection mSerialCollection{};

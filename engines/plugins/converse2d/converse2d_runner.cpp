@@ -1,8 +1,11 @@
 // Converse2D: the GPU pipeline (see converse2d_runner.h).
 #include "converse2d_runner.h"
 
+#include "converse2d_workspace.h"
+
 #include <cuda_runtime_api.h>
 
+#include <climits>
 #include <sstream>
 
 namespace converse2d
@@ -80,160 +83,243 @@ bool makePlan(cufftHandle& handle, bool& created, int64_t rows, int64_t cols, in
         "cufftMakePlanMany64", error);
 }
 
+//! cuFFT's estimate of the work area of one complex transform of length n (0 when it gives none).
+size_t lengthCost(int64_t n)
+{
+    size_t bytes = 0;
+    if (n > INT_MAX || cufftEstimate1d(static_cast<int>(n), CUFFT_C2C, 1, &bytes) != CUFFT_SUCCESS)
+    {
+        return 0;
+    }
+    return bytes;
+}
+
+//! Whether stream is being captured into a CUDA graph (also when the query itself is refused).
+bool isCapturing(cudaStream_t stream)
+{
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &status) != cudaSuccess)
+    {
+        cudaGetLastError(); // not sticky: keep it from being reported by the next launch
+        return true;
+    }
+    return status != cudaStreamCaptureStatusNone;
+}
+
 } // namespace
 
-bool Converse2DRunner::sameShape(Plans const& p, Geometry const& g)
+bool Converse2DRunner::sameShape(Entry const& e, Geometry const& g)
 {
-    return p.N == g.N && p.C == g.C && p.Hp == g.Hp && p.Wp == g.Wp && p.Bk == g.Bk && p.Hs == g.Hs && p.Ws == g.Ws;
+    return e.N == g.N && e.C == g.C && e.Hp == g.Hp && e.Wp == g.Wp && e.Bk == g.Bk && e.Hs == g.Hs && e.Ws == g.Ws;
 }
 
-void Converse2DRunner::destroyPlans(Plans& p)
+void Converse2DRunner::destroy(Entry& e)
 {
-    if (p.hasY)
+    if (e.hasY)
     {
-        cufftDestroy(p.y);
+        cufftDestroy(e.y);
     }
-    if (p.hasK)
+    if (e.hasK)
     {
-        cufftDestroy(p.k);
+        cufftDestroy(e.k);
     }
-    if (p.hasX)
+    if (e.hasX)
     {
-        cufftDestroy(p.x);
+        cufftDestroy(e.x);
     }
-    p.hasY = p.hasK = p.hasX = false;
+    if (e.spectrum != nullptr)
+    {
+        cudaFree(e.spectrum);
+    }
+    if (e.spectrumReady != nullptr)
+    {
+        cudaEventDestroy(e.spectrumReady);
+    }
+    e = Entry{};
 }
 
-bool Converse2DRunner::makePlans(Geometry const& g, Plans& p, std::string* error)
+bool Converse2DRunner::makePlans(Geometry const& g, Entry& e, std::string* error)
 {
-    p = Plans{};
-    p.N = g.N;
-    p.C = g.C;
-    p.Hp = g.Hp;
-    p.Wp = g.Wp;
-    p.Bk = g.Bk;
-    p.Hs = g.Hs;
-    p.Ws = g.Ws;
+    e = Entry{};
+    e.N = g.N;
+    e.C = g.C;
+    e.Hp = g.Hp;
+    e.Wp = g.Wp;
+    e.Bk = g.Bk;
+    e.Hs = g.Hs;
+    e.Ws = g.Ws;
     size_t wy = 0, wk = 0, wx = 0;
-    bool ok = makePlan(p.y, p.hasY, g.Hp, g.Wp, g.N * g.C, CUFFT_R2C, wy, error)
-        && makePlan(p.k, p.hasK, g.Hs, g.Ws, g.Bk * g.C, CUFFT_R2C, wk, error)
-        && makePlan(p.x, p.hasX, g.Hs, g.Ws, g.N * g.C, CUFFT_C2R, wx, error);
+    bool ok = makePlan(e.y, e.hasY, g.Hp, g.Wp, g.N * g.C, CUFFT_R2C, wy, error)
+        && makePlan(e.k, e.hasK, g.Hs, g.Ws, g.Bk * g.C, CUFFT_R2C, wk, error)
+        && makePlan(e.x, e.hasX, g.Hs, g.Ws, g.N * g.C, CUFFT_C2R, wx, error);
     if (!ok)
     {
-        destroyPlans(p);
+        destroy(e);
         return false;
     }
-    p.work = wy > wk ? wy : wk;
-    p.work = p.work > wx ? p.work : wx;
+    e.work = std::max(wy, std::max(wk, wx));
     return true;
 }
 
-bool Converse2DRunner::queryWorkspaceSize(Geometry const& g, size_t& bytes, std::string* error)
+bool Converse2DRunner::profileWorkspaceSize(
+    Geometry const& maxG, int64_t minH, int64_t minW, size_t& bytes, std::string* error)
 {
-    Plans p;
-    if (!makePlans(g, p, error))
+    auto fftWork = [error](Geometry const& g, size_t& work) {
+        Entry e;
+        if (!makePlans(g, e, error))
+        {
+            return false;
+        }
+        work = e.work;
+        destroy(e);
+        return true;
+    };
+    if (error != nullptr)
     {
-        return false;
+        error->clear();
     }
-    bytes = workspaceLayout(g, p.work).total;
-    destroyPlans(p);
-    return true;
+    if (profileWorkspace(maxG, minH, minW, lengthCost, fftWork, bytes))
+    {
+        return true;
+    }
+    return error != nullptr && !error->empty() ? false : fail(error, "invalid profile shape");
 }
 
-Converse2DRunner::Plans* Converse2DRunner::findPlans(Geometry const& g)
+Converse2DRunner::Entry* Converse2DRunner::find(Geometry const& g)
 {
-    for (size_t i = 0; i < mPlans.size(); ++i)
+    for (size_t i = 0; i < mEntries.size(); ++i)
     {
-        if (sameShape(mPlans[i], g))
+        if (sameShape(mEntries[i], g))
         {
             if (i != 0)
             {
-                Plans const hit = mPlans[i];
-                mPlans.erase(mPlans.begin() + static_cast<std::ptrdiff_t>(i));
-                mPlans.insert(mPlans.begin(), hit);
+                Entry const hit = mEntries[i];
+                mEntries.erase(mEntries.begin() + static_cast<std::ptrdiff_t>(i));
+                mEntries.insert(mEntries.begin(), hit);
             }
-            return &mPlans.front();
+            return &mEntries.front();
         }
     }
     return nullptr;
 }
 
-bool Converse2DRunner::prepare(Geometry const& g, size_t available, std::string* error)
+bool Converse2DRunner::makeSpectrumBuffer(Geometry const& g, Entry& e, std::string* error)
 {
-    Plans* plans = findPlans(g);
-    if (plans == nullptr)
+    size_t const bytes = static_cast<size_t>(g.Bk * g.C * g.Hs * g.Wsh) * sizeof(Complex);
+    void* buffer = nullptr;
+    if (!checkCuda(cudaMalloc(&buffer, bytes), "cudaMalloc of the kernel spectrum", error))
     {
-        Plans fresh;
+        return false;
+    }
+    if (!checkCuda(cudaEventCreateWithFlags(&e.spectrumReady, cudaEventDisableTiming), "cudaEventCreate", error))
+    {
+        e.spectrumReady = nullptr;
+        cudaFree(buffer);
+        return false;
+    }
+    e.spectrum = static_cast<Complex*>(buffer);
+    e.spectrumValid = false;
+    return true;
+}
+
+bool Converse2DRunner::prepare(Geometry const& g, size_t reserved, std::string* error)
+{
+    Entry* e = find(g);
+    if (e == nullptr)
+    {
+        Entry fresh;
         if (!makePlans(g, fresh, error))
         {
             return false;
         }
-        if (mPlans.size() >= kMAX_CACHED)
+        if (mEntries.size() >= kMAX_CACHED)
         {
-            destroyPlans(mPlans.back());
-            mPlans.pop_back();
+            destroy(mEntries.back());
+            mEntries.pop_back();
         }
-        mPlans.insert(mPlans.begin(), fresh);
-        plans = &mPlans.front();
+        mEntries.insert(mEntries.begin(), fresh);
+        e = &mEntries.front();
     }
-    size_t const need = workspaceLayout(g, plans->work).total;
-    if (available != 0 && need > available && need > mOwnBytes)
+    size_t const need = workspaceLayout(g, e->work).total;
+    if (reserved != 0 && need > reserved)
     {
-        // cuFFT's work area is not monotone in the transform size (Bluestein for large prime
-        // factors), so a shape inside the profile can need more than the bound at the maximum.
-        if (mOwnBuffer != nullptr)
-        {
-            cudaFree(mOwnBuffer);
-            mOwnBuffer = nullptr;
-            mOwnBytes = 0;
-        }
-        if (!checkCuda(cudaMalloc(&mOwnBuffer, need), "cudaMalloc of the Converse2D fallback workspace", error))
-        {
-            mOwnBuffer = nullptr;
-            return false;
-        }
-        mOwnBytes = need;
+        std::ostringstream os;
+        os << "this shape needs " << need << " bytes of workspace (cuFFT work area " << e->work << " bytes) but "
+           << reserved << " were reserved at build time (cuFFT's work area is not monotone in the size): use "
+           << "another size, or build the engine with this shape as the profile's maximum";
+        return fail(error, os.str());
+    }
+    return !mConstantKernel || e->spectrum != nullptr || makeSpectrumBuffer(g, *e, error);
+}
+
+bool Converse2DRunner::kernelSpectrum(Geometry const& g, Entry& e, void const* kernel, ElemType kernelType,
+    float* grid, Complex* scratch, bool capturing, cudaStream_t stream, Complex*& fk, std::string* error)
+{
+    if (e.spectrumValid && e.spectrumOf == kernel && e.spectrumKh == g.kh && e.spectrumKw == g.kw
+        && e.spectrumType == kernelType)
+    {
+        fk = e.spectrum;
+        // Computed by an earlier call, perhaps on another stream. Inside a capture the graph relies
+        // on that call having run before (an event recorded outside the capture is not waited on).
+        return capturing
+            || checkCuda(cudaStreamWaitEvent(stream, e.spectrumReady, 0), "cudaStreamWaitEvent", error);
+    }
+    // Computed inside a capture, it would only exist once the graph runs: keep it in the workspace.
+    bool const store = e.spectrum != nullptr && !capturing;
+    fk = store ? e.spectrum : scratch;
+    if (!checkCuda(launchP2O(kernel, kernelType, grid, g, stream), "Converse2D p2o kernel", error)
+        || !checkCufft(cufftExecR2C(e.k, grid, reinterpret_cast<cufftComplex*>(fk)), "cufftExecR2C (kernel)", error))
+    {
+        return false;
+    }
+    if (store)
+    {
+        e.spectrumValid = checkCuda(cudaEventRecord(e.spectrumReady, stream), "cudaEventRecord", error);
+        e.spectrumOf = kernel;
+        e.spectrumKh = g.kh;
+        e.spectrumKw = g.kw;
+        e.spectrumType = kernelType;
+        return e.spectrumValid;
     }
     return true;
 }
 
 bool Converse2DRunner::enqueue(Geometry const& g, void const* x, ElemType xType, void const* kernel,
     ElemType kernelType, void const* lam, ElemType lamType, void* out, ElemType outType, void* workspace,
-    size_t available, cudaStream_t stream, std::string* error)
+    size_t reserved, cudaStream_t stream, std::string* error)
 {
-    Plans* plans = findPlans(g);
-    if (plans == nullptr)
+    bool const capturing = isCapturing(stream);
+    Entry* e = find(g);
+    if (e == nullptr)
     {
-        // Normally done by onShapeChange(); planning here is a fallback.
-        if (!prepare(g, available, error))
+        // Normally prepared by onShapeChange(); plans cannot be made while a CUDA graph is captured.
+        if (capturing)
+        {
+            return fail(error, "no cuFFT plans for this shape during CUDA graph capture: run it once before capturing");
+        }
+        if (!prepare(g, reserved, error))
         {
             return false;
         }
-        plans = findPlans(g);
+        e = &mEntries.front();
     }
-    Plans const current = *plans; // prepare() below may reorder the cache
-    WorkspaceLayout const layout = workspaceLayout(g, current.work);
+    WorkspaceLayout const layout = workspaceLayout(g, e->work);
+    if (reserved != 0 && layout.total > reserved)
+    {
+        return fail(error, "the workspace is smaller than this shape needs");
+    }
+    if (workspace == nullptr)
+    {
+        return fail(error, "no workspace");
+    }
     char* base = static_cast<char*>(workspace);
-    if (available != 0 && layout.total > available)
-    {
-        if (mOwnBytes < layout.total && !prepare(g, available, error))
-        {
-            return false;
-        }
-        base = static_cast<char*>(mOwnBuffer);
-    }
-    if (base == nullptr)
-    {
-        return fail(error, "Converse2D: no workspace");
-    }
     auto* y = reinterpret_cast<float*>(base + layout.y);
     auto* fy = reinterpret_cast<Complex*>(base + layout.fy);
     auto* grid = reinterpret_cast<float*>(base + layout.grid);
-    auto* fk = reinterpret_cast<Complex*>(base + layout.fk);
     auto* z = reinterpret_cast<Complex*>(base + layout.z);
     void* work = base + layout.work;
 
-    cufftHandle const handles[3] = {current.y, current.k, current.x};
+    cufftHandle const handles[3] = {e->y, e->k, e->x};
     for (cufftHandle h : handles)
     {
         if (!checkCufft(cufftSetStream(h, stream), "cufftSetStream", error)
@@ -245,11 +331,11 @@ bool Converse2DRunner::enqueue(Geometry const& g, void const* x, ElemType xType,
     // The cuFFT plans use float2 for cufftComplex, laid out as Complex.
     static_assert(sizeof(Complex) == sizeof(cufftComplex), "Complex must match cufftComplex");
 
+    Complex* fk = nullptr;
     if (!checkCuda(launchPad(x, xType, y, g, stream), "Converse2D pad kernel", error)
-        || !checkCufft(cufftExecR2C(current.y, y, reinterpret_cast<cufftComplex*>(fy)), "cufftExecR2C (input)", error)
-        || !checkCuda(launchP2O(kernel, kernelType, grid, g, stream), "Converse2D p2o kernel", error)
-        || !checkCufft(
-            cufftExecR2C(current.k, grid, reinterpret_cast<cufftComplex*>(fk)), "cufftExecR2C (kernel)", error)
+        || !checkCufft(cufftExecR2C(e->y, y, reinterpret_cast<cufftComplex*>(fy)), "cufftExecR2C (input)", error)
+        || !kernelSpectrum(g, *e, kernel, kernelType, grid, reinterpret_cast<Complex*>(base + layout.fk), capturing,
+            stream, fk, error)
         || !checkCuda(launchSolve(fy, fk, lam, lamType, z, g, stream), "Converse2D solve kernel", error))
     {
         return false;
@@ -258,26 +344,18 @@ bool Converse2DRunner::enqueue(Geometry const& g, void const* x, ElemType xType,
     // grid's buffer (no longer needed) and the crop kernel cuts and converts it.
     bool const direct = g.padding == 0 && outType == ElemType::kFLOAT;
     float* xs = direct ? static_cast<float*>(out) : grid;
-    if (!checkCufft(cufftExecC2R(current.x, reinterpret_cast<cufftComplex*>(z), xs), "cufftExecC2R", error))
+    if (!checkCufft(cufftExecC2R(e->x, reinterpret_cast<cufftComplex*>(z), xs), "cufftExecC2R", error))
     {
         return false;
     }
-    if (!direct && !checkCuda(launchCrop(xs, out, outType, g, stream), "Converse2D crop kernel", error))
-    {
-        return false;
-    }
-    return true;
+    return direct || checkCuda(launchCrop(xs, out, outType, g, stream), "Converse2D crop kernel", error);
 }
 
 Converse2DRunner::~Converse2DRunner()
 {
-    for (Plans& p : mPlans)
+    for (Entry& e : mEntries)
     {
-        destroyPlans(p);
-    }
-    if (mOwnBuffer != nullptr)
-    {
-        cudaFree(mOwnBuffer);
+        destroy(e);
     }
 }
 

@@ -28,7 +28,11 @@ _GEOMETRY_ERRORS = {
     -3: "kernel must be (1 or N, C, kh, kw)",
     -4: "lam must be (1 or N, C, 1, 1)",
     -5: "the kernel is larger than the padded, upsampled grid",
+    -6: "the work-area model failed",
 }
+# Callbacks of c2d_profile_workspace: length -> bytes; (N, C, Hp, Wp, Bk, Hs, Ws) -> bytes.
+LENGTH_COST = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_int64)
+FFT_WORK = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_uint64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,6 +213,8 @@ class HostConverse2D:
             "c2d_solve": [p, p, p, p, i32, p],
             "c2d_transfer": [p, p, p, i32, p],
             "c2d_crop": [p, p, p, i32],
+            "c2d_profile_workspace": [p, i64, i64, LENGTH_COST, FFT_WORK, p],
+            "c2d_workspace_need": [p, ctypes.c_uint64, p],
         }.items():
             fn = getattr(self.lib, name)
             fn.argtypes, fn.restype = args, i32
@@ -291,6 +297,28 @@ class HostConverse2D:
         z = self.solve(params, fy, fk, lam)  # already divided by Hs * Ws
         xs = np.fft.irfft2(z, s=(g["Hs"], g["Ws"]), norm="forward").astype(np.float32)  # unnormalised C2R
         return self.crop(params, xs, out_dtype)
+
+    # -- workspace -------------------------------------------------------------------------------
+    def profile_workspace(self, params, min_hw, length_cost, fft_work) -> int:
+        """Workspace bytes the plugin reserves for a profile whose largest shape is ``params`` and
+        whose smallest image is ``min_hw``, with cuFFT's work areas given by two Python functions:
+        ``length_cost(length)`` (a 1-D estimate) and ``fft_work(N, C, Hp, Wp, Bk, Hs, Ws)`` (the
+        largest work area of the shape's three plans)."""
+        def work(dims, out):
+            out[0] = int(fft_work(*(dims[i] for i in range(7))))
+            return 0
+
+        cost_cb, work_cb = LENGTH_COST(lambda n: int(length_cost(n))), FFT_WORK(work)
+        out = np.zeros(1, dtype=np.uint64)
+        self._check(self.lib.c2d_profile_workspace(_ptr(params), int(min_hw[0]), int(min_hw[1]), cost_cb, work_cb,
+                                                   _ptr(out)))
+        return int(out[0])
+
+    def workspace_need(self, params, fft_work_bytes: int) -> int:
+        """Workspace bytes shape ``params`` needs when its cuFFT plans need ``fft_work_bytes``."""
+        out = np.zeros(1, dtype=np.uint64)
+        self._check(self.lib.c2d_workspace_need(_ptr(params), int(fft_work_bytes), _ptr(out)))
+        return int(out[0])
 
     # -- float16 conversions of the host build ---------------------------------------------------
     def float_to_half_bits(self, values) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""Every preset's TensorRT export lints clean on every TensorRT line (issue 15).
+
+Each preset keeps its official configuration (widths, heads, LayerNorm type, channels, scale,
+padding modes, dual-pixel input) with random weights; only the repeat counts (Restormer blocks per
+level, Converse blocks and iterations) are cut to one, which leaves the set of node forms the
+TensorRT parser sees unchanged and keeps the traces short. ``-m paper_full`` runs the full depths.
+
+For each: fp32 and fp16, Converse2D as the plugin node (``function``), as MatMuls and as DFT nodes,
+written for TensorRT (``target="trt"``); no finding on 10.3, 10.7, 10.13 and 11.0 (the DFT lowering:
+on 11.2, and refused before), and no LayerNormalization with more than one output. The default
+model's INT8 (Q/DQ, FP16 fallback) file is linted too.
+"""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+
+from engines.tensorrt.lint import lint_versions
+from export.onnx_export import finish_onnx, trace
+from restormer.presets import ASSETS, PRESETS, ModelSpec, build
+
+SHALLOW = {"restormer": {"num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1},
+           "converse-dncnn": {"num_blocks": 1}, "converse-srresnet": {"num_blocks": 1},
+           "conversenet": {"num_iterations": 1, "num_blocks": 1}, "converse-usrnet": {"num_iterations": 1, "num_blocks": 1}}
+BEFORE_DFT = ("10.3", "10.7", "10.13", "11.0")
+
+
+def _spec(preset: str, full: bool) -> ModelSpec:
+    base = PRESETS[preset]
+    config = base.config if full else {**base.config, **SHALLOW[base.architecture]}
+    return ModelSpec(**{**base.to_json(), "weights": None, "config": config})
+
+
+_TRACES: dict = {}
+
+
+def _traced(preset: str, full: bool):
+    spec = _spec(preset, full)
+    key = (spec.architecture, repr(sorted(spec.config.items())), spec.in_channels, full)
+    if key not in _TRACES:  # presets with the same architecture and configuration trace alike
+        torch.manual_seed(0)
+        _TRACES[key] = trace(build(spec).eval(), spec)
+    return onnx.ModelProto.FromString(_TRACES[key].SerializeToString()), spec
+
+
+def _multi_output_layer_norms(model: onnx.ModelProto) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type == "LayerNormalization" and len(n.output) > 1]
+
+
+def _check(preset: str, full: bool = False) -> None:
+    traced, spec = _traced(preset, full)
+    lowerings = ("function",) if spec.architecture == "restormer" else ("function", "matmul", "dft")
+    for precision in ("fp32", "fp16"):
+        for lowering in lowerings:
+            model = finish_onnx(onnx.ModelProto.FromString(traced.SerializeToString()), spec, precision, lowering,
+                                False, False, "", target="trt")
+            where = (preset, precision, lowering)
+            assert not _multi_output_layer_norms(model), where
+            found = lint_versions(model, (*BEFORE_DFT, "11.2"))
+            clean = ("11.2",) if lowering == "dft" else (*BEFORE_DFT, "11.2")
+            for version in clean:
+                assert found[version] == [], (*where, version, found[version][:3])
+            if lowering == "dft":
+                assert all(found[v] for v in BEFORE_DFT), where
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_exports_lint_clean(preset):
+    _check(preset)
+
+
+@pytest.mark.paper_full
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_exports_lint_clean_full_depth(preset):
+    _check(preset, full=True)
+
+
+def test_onnx_runtime_file_is_refused_for_tensorrt():
+    """The ONNX Runtime form of a BiasFree Restormer (fused LayerNormalization with InvStdDev) is what
+    the parser refuses: the lint must see it, and the TensorRT form must not have it."""
+    traced, spec = _traced("default", False)
+    ort_file = finish_onnx(traced, spec, "fp16", "function", False, False, "", target="ort")
+    assert _multi_output_layer_norms(ort_file)
+    for version, issues in lint_versions(ort_file, (*BEFORE_DFT, "11.2")).items():
+        assert issues and all(i.op == "LayerNormalization" for i in issues), version
+
+
+@pytest.mark.slow
+def test_default_int8_tensorrt_file_lints_clean(tmp_path):
+    from calibration.int8 import Int8Options, build_int8
+
+    from restormer.presets import load_model
+
+    net, spec = load_model("default")  # the shipped weights
+    opts = Int8Options(calib_dir=ASSETS / "samples", calib_count=2, calib_size=64, search_size=64, sensitivity=False,
+                       fallback="fp16", mac_size=64)
+    model, report, _ = build_int8(net, spec, opts, "function", False, False, "", 20, log=lambda *_: None, target="trt")
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    assert not _multi_output_layer_norms(model)
+    for version, issues in lint_versions(model, (*BEFORE_DFT, "11.2")).items():
+        assert issues == [], (version, issues[:3])
