@@ -327,3 +327,23 @@ def test_release_table():
     check_plan_release("10.3.0.26", "24.08")
     with pytest.raises(ValueError, match="no release in the table"):
         check_plan_release("10.12.0.1", "25.08")
+
+
+@pytest.mark.parametrize("preset", ["..", ".", "../evil", "/abs"])
+def test_model_name_from_a_file_never_leaves_out(art, tmp_path, preset):
+    """Issue 16.1: a file whose 'preset' metadata is '..' must not write into the parent of --out."""
+    model = onnx.load(str(art["fp32"]))
+    for p in model.metadata_props:
+        if p.key == "preset":
+            p.value = preset
+    bad = tmp_path / "in" / "m.onnx"
+    bad.parent.mkdir()
+    onnx.save(model, str(bad))
+    out = tmp_path / "work" / "repo"
+    out.parent.mkdir()
+    (out.parent / "README.md").write_text("mine")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    r = runner.invoke(app, [str(bad), "--format", "triton-repo", "--backend", "onnxruntime", "--out", str(out)])
+    assert (out.parent / "README.md").read_text() == "mine"
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+    assert r.exit_code == 2 and "--model-name" in r.output, r.output

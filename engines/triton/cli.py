@@ -93,6 +93,16 @@ def _options(p: dict) -> dict:
                 with_preprocess=bool(p.get("with_preprocess")), overwrite=bool(p.get("overwrite")))
 
 
+def _derived_name(text: str, source: Path) -> str:
+    """A model name from a file's metadata or name, held to the --model-name rule: a name such as '..'
+    taken from a file must never become a path outside the repository."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+    if not _NAME.fullmatch(name) or name.strip(".") == "":
+        raise tc.RepositoryError(f"{source}: the model name it gives ({text!r}) is not a valid Triton model name "
+                                 f"(letters, digits, '_', '.', '-', starting with a letter or digit): pass --model-name")
+    return name
+
+
 def _export_onnx(main, params: dict, onnx_out: Path) -> dict:
     side = onnx_out.with_name("export.json")
     main(**{**params, "fmt": "onnx", "out_path": onnx_out, "check_trt": None, "json_out": side})
@@ -177,7 +187,7 @@ def _build(main, params, opts, model, kind, sidecar, staging: Path, scratch: Pat
         raise tc.RepositoryError(f"{onnx_path} lacks the metadata {', '.join(missing)}: export it with restore-export")
     inputs, outputs = tc.onnx_io(proto)
     del proto
-    name = opts["name"] or re.sub(r"[^A-Za-z0-9_.-]", "_", meta.get("preset") or Path(model).stem)
+    name = opts["name"] or _derived_name(meta.get("preset") or Path(model).stem, onnx_path)
     version_dir = staging / name / "1"
     version_dir.mkdir(parents=True)
     mbs = opts["max_batch_size"]
