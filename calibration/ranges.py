@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -104,11 +103,9 @@ def save_cache(path, fp: str, settings: dict, ranges: dict[str, list[float]]) ->
         raise CalibrationError(f"cannot write {path}: folder {path.parent} does not exist")
     data = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "fingerprint": fp, "settings": settings,
             "ranges": {k: [float(a), float(b)] for k, (a, b) in sorted(ranges.items())}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    from restormer.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
 def load_cache(path, fp: str, settings: dict) -> tuple[dict[str, list[float]] | None, str]:

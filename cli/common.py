@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
@@ -28,11 +26,15 @@ def write_json(path: Path, data: dict) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise fail(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    from restormer.fileio import atomic_write_text
+
+    text = json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
+    try:
+        atomic_write_text(path, text)
+    except IsADirectoryError:
+        raise fail(f"cannot write {path}: it is a folder") from None
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def set_threads(threads: int | None) -> None:

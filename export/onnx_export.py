@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from export.functions import DOMAIN, ONNX_OPSET, attach_functions, mark_constant
 from export.lowering import lower_converse2d
 from export.optimize import optimize_for_inference
 from restormer import __version__ as tool_version
+from restormer.fileio import atomic_write
 from restormer.imageio import read_image
 from restormer.metrics import psnr_peak1
 from restormer.presets import ASSETS, ModelSpec, load_model
@@ -266,21 +266,20 @@ def export(
         onnx_model = build_onnx(net, spec, precision, lowering, io_fp16, inline, _sha256(source), opset, optimize,
                                 target=target)
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    checked = {}
+
+    def write_verified(tmp: Path) -> None:
         onnx.save(onnx_model, str(tmp))
-        max_abs, psnr = verify(tmp, net, spec, precision, verify_size)
-        if psnr < MIN_PSNR[precision]:
+        checked["max_abs"], checked["psnr"] = verify(tmp, net, spec, precision, verify_size)
+        if checked["psnr"] < MIN_PSNR[precision]:
             raise ExportError(
-                f"self-check failed: PSNR vs PyTorch {psnr:.1f} dB < {MIN_PSNR[precision]:.0f} dB for {precision} "
-                f"(max abs error {max_abs:.2e})"
+                f"self-check failed: PSNR vs PyTorch {checked['psnr']:.1f} dB < {MIN_PSNR[precision]:.0f} dB for "
+                f"{precision} (max abs error {checked['max_abs']:.2e})"
             )
-        os.replace(tmp, out)
-        accepted()
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(out, write_verified)
+    accepted()
+    max_abs, psnr = checked["max_abs"], checked["psnr"]
     counts = node_counts(onnx_model)
     return ExportResult(str(out), precision, lowering, max_abs, psnr, counts, time.perf_counter() - t0, report)
 

@@ -7,15 +7,15 @@ checkpoints are safetensors with the model's JSON config in the file's metadata 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from restormer.fileio import atomic_write
 
 
 class WeightsError(ValueError):
@@ -87,14 +87,7 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
 
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: write(str(tmp)))
 
 
 def config_path(weights: Path) -> Path:

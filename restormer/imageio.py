@@ -6,13 +6,14 @@ Pillow reads and writes PNG/JPEG/BMP, tifffile reads and writes TIFF.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
 from PIL import Image, ImageOps
+
+from restormer.fileio import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -211,17 +212,13 @@ def _write_with_alpha(path: Path, img: np.ndarray, alpha: np.ndarray, ext: str) 
 
 
 def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    def fill(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, fill)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -347,3 +347,19 @@ def test_model_name_from_a_file_never_leaves_out(art, tmp_path, preset):
     assert (out.parent / "README.md").read_text() == "mine"
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
     assert r.exit_code == 2 and "--model-name" in r.output, r.output
+
+
+def test_repository_modes_follow_the_umask(art, tmp_path):
+    """Issue 16.3: mkdtemp made the repository 0700 (unreadable to the server's user)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        repo = tmp_path / "repo"
+        r = _export(art["fp32"], "--format", "triton-repo", "--backend", "onnxruntime", "--out", repo)
+        assert r.exit_code == 0, r.output
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path): stat.S_IMODE(p.stat().st_mode) for p in [repo, *repo.rglob("*")]}
+    assert all(m == (0o755 if (tmp_path / p).is_dir() else 0o644) for p, m in modes.items()), modes

@@ -95,9 +95,9 @@ class BuildResult:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from restormer.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def build_engine(

@@ -29,35 +29,17 @@ def _export_onnx(main, params: dict, onnx_out: Path) -> dict:
 
 def _save_prepared(onnx_path: Path, target: Path, version: str | None) -> Path:
     """The ONNX as ``prepare_onnx`` hands it to the parser of ``version`` (else the installed TensorRT's)."""
-    import os
-    import tempfile
-
     import onnx
 
     from engines.tensorrt.core import prepare_onnx
+    from restormer.fileio import atomic_write
 
     if version is None:
         from engines.tensorrt.builder import import_tensorrt
 
         version = import_tensorrt().__version__
     prepared, _ = prepare_onnx(onnx.load(str(onnx_path)), version)
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(target).name}.", suffix=".tmp", dir=Path(target).parent)
-    os.close(fd)
-    try:
-        onnx.save(prepared, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return Path(target)
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return atomic_write(target, lambda tmp: onnx.save(prepared, str(tmp)))
 
 
 def run_trt(main, params: dict) -> None:

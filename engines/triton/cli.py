@@ -29,6 +29,7 @@ from engines.triton import config as tc
 from engines.triton.pbtxt import dumps
 from engines.triton.readme import model_readme
 from engines.triton.releases import check_plan_release, check_release, releases_for
+from restormer.fileio import fix_tree_modes, staging_dir
 
 DEFAULT_MAX_BATCH = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -143,11 +144,12 @@ def run_triton(main, params: dict) -> None:
     except (tc.RepositoryError, TrtError, ValueError) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT)
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staging = staging_dir(target)
     scratch = Path(tempfile.mkdtemp(prefix="triton_export_"))
     try:
         result = _build(main, params, opts, model, kind, sidecar, staging, scratch)
         _check_target(target, opts["overwrite"])  # nothing appeared meanwhile
+        fix_tree_modes(staging)  # mkdtemp makes 0700; copied files keep their source's mode
         _publish(staging, target)
     except TrtError as exc:
         from engines.tensorrt.builder import BuildFailed

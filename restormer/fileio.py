@@ -1,0 +1,106 @@
+"""Writing files so that nothing half-written is ever seen and permissions are what ``open()`` gives.
+
+Every file a command writes goes through ``atomic_write``: a hidden temporary ``.NAME.XXXX.tmp`` in
+the destination folder, then ``os.replace``. ``tempfile.mkstemp`` creates it 0600 whatever the umask;
+the result is re-permissioned to ``0o666 & ~umask`` (folders ``0o777 & ~umask``), as ``open()`` and
+``mkdir()`` would, so a serving user or a shared folder can read outputs. Temporaries of the same
+destination left behind by a killed run (``kill -9``) are removed on the next write once they are
+older than ``STALE_SECONDS`` (a live writer's temporary is younger).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+STALE_SECONDS = 3600
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+def clean_stale_temporaries(path: Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove ``.NAME.*.tmp`` files and folders of destination ``path`` older than ``older_than`` seconds."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - tmp.lstat().st_mtime < older_than:
+                continue
+            if tmp.is_dir() and not tmp.is_symlink():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def atomic_write(path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` to fill a temporary beside ``path``, then move it into place.
+
+    On any error (or interruption) the temporary is removed and ``path`` is untouched."""
+    path = Path(path)
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def staging_dir(target: Path) -> Path:
+    """A hidden folder beside ``target`` to build it in (``.NAME.XXXX.tmp``, mode as ``mkdir``)."""
+    target = Path(target)
+    clean_stale_temporaries(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(staging, dir_mode())
+    return staging
+
+
+def fix_tree_modes(root: Path) -> None:
+    """Folders and files below ``root`` get the modes ``mkdir``/``open`` would give them (after a
+    staging folder from ``mkdtemp``, or files copied from 0600 sources)."""
+    root = Path(root)
+    os.chmod(root, dir_mode())
+    for folder, dirs, files in os.walk(root):
+        for d in dirs:
+            os.chmod(Path(folder) / d, dir_mode())
+        for f in files:
+            p = Path(folder) / f
+            if not p.is_symlink():
+                os.chmod(p, file_mode())
