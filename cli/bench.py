@@ -10,7 +10,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from cli.common import fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, console, fail, out, run, write_json
 from engines.backends import BACKENDS, BackendError, load_runner
 from restormer.checkpoints import WeightsError
 from restormer.presets import PRESETS, build, resolve
@@ -179,12 +179,22 @@ def main(
             import torch
 
             torch.set_num_threads(threads)
-        rows = [bench_one(a, backend, hw, batch, warmup, iters, threads, reference) for a in artifacts]
     except (ValueError, FileNotFoundError, WeightsError, BackendError, MemoryError) as exc:
         raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    out.print(markdown(rows), markup=False, highlight=False, soft_wrap=True)
+    rows, errors = [], []
+    for artifact in artifacts:  # one artefact failing does not lose the others' results
+        try:
+            rows.append(bench_one(artifact, backend, hw, batch, warmup, iters, threads, reference))
+        except (ValueError, FileNotFoundError, WeightsError, BackendError, MemoryError, OSError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            errors.append({"artifact": artifact, "error": message})
+            console.print(f"[bold red]error:[/] {artifact}: {message}", highlight=False, soft_wrap=True)
+    if rows:
+        out.print(markdown(rows), markup=False, highlight=False, soft_wrap=True)
     if json_out:
-        write_json(json_out, {"size": f"{hw[0]}x{hw[1]}", "batch": batch, "iters": iters, "rows": rows})
+        write_json(json_out, {"size": f"{hw[0]}x{hw[1]}", "batch": batch, "iters": iters, "rows": rows, "errors": errors})
+    if errors:
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def entry() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_CHECK_FAILED, fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, console, fail, out, run, write_json
 from restormer.metrics import PSNR_CAP, psnr_peak1
 from engines.backends import BACKENDS, BackendError, PyTorchRunner, as_polygraphy, load_runner
 from engines.tiling import pad_reflect, padded_size
@@ -65,11 +65,21 @@ def _task_psnr(y: np.ndarray, gt: np.ndarray, border: int, y_channel: bool) -> f
     return float(_score(img, gt, border, y_channel)[0])
 
 
-def _load_samples(paths, spec, degradation, seed, crop):
+def _load_samples(paths, spec, degradation, seed, crop, unreadable: list | None = None):
+    """The images as samples; an unreadable one is reported (one line), counted in ``unreadable`` and
+    skipped, as restore-eval does, instead of ending the run."""
     channels = min(spec.in_channels, 3)
     samples = []
     for p in paths:
-        img = read_image(p, channels=channels)
+        try:
+            img = read_image(p, channels=channels)
+        except (ImageReadError, OSError, ValueError) as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(str(p))
+            console.print(f"[bold red]error:[/] {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                          highlight=False, soft_wrap=True)
+            continue
         if crop:
             h, w = img.shape[:2]
             top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
@@ -225,7 +235,10 @@ def main(
         paths = list_images(images)[:limit]
         if not paths:
             raise ValueError(f"no images (png/jpg/bmp/tif) in {images}")
-        samples = _load_samples(paths, spec, degradation, seed, crop)
+        unreadable: list[str] = []
+        samples = _load_samples(paths, spec, degradation, seed, crop, unreadable)
+        if not samples:
+            raise ValueError(f"none of the {len(paths)} image(s) in {images} could be read")
         if threads:
             import torch
 
@@ -275,7 +288,7 @@ def main(
     try:
         results = Comparator.run(runners, data_loader=feeds)
         accuracy = Comparator.compare_accuracy(results, compare_func=compare)
-    except (BackendError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # any runtime failure (ONNX Runtime, polygraphy's wrapper): one line, exit 2
         raise fail(f"inference failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
     psnrs = [r["psnr_vs_reference"] for r in rows]
@@ -291,6 +304,7 @@ def main(
         "passed": psnr_ok and drop_ok,
         "min_psnr_vs_reference": float(min(psnrs)), "mean_psnr_vs_reference": float(np.mean(psnrs)),
         "task_psnr_reference": task_ref, "task_psnr_artifact": task_art, "task_psnr_drop": drop,
+        "unreadable": unreadable,
     }
 
     if localize:
@@ -320,6 +334,9 @@ def main(
         write_json(json_out, _finite(summary))
     if not summary["passed"]:
         raise typer.Exit(EXIT_CHECK_FAILED)
+    if unreadable:  # the verdict stands for the images read; the unreadable ones are bad input
+        console.print(f"[bold red]error:[/] {len(unreadable)} image(s) could not be read (listed above)", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def entry() -> None:

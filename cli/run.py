@@ -153,18 +153,37 @@ class Restorer:
         self.degradation, self.kernel, self.seed = degradation, kernel, seed
         self.gt_dir, self.outdir, self.overwrite = gt_dir, outdir, overwrite
 
-    def process(self, path: Path, item: Item, inputs: set[str], taken: set[str], on_tile=None) -> None:
+    def outputs(self, path: Path) -> list[Path]:
+        """Every file restoring ``path`` writes: the result, and with --degrade the degraded input."""
+        names = [path.name] + ([f"{path.stem}_degraded{path.suffix}"] if self.degradation is not None else [])
+        return [self.outdir / n for n in names]
+
+    def plan(self, paths: list[Path], inputs: set[str]) -> dict[Path, str]:
+        """Before anything is written: the items whose outputs would hit an input or another item's
+        output (first come, first served), with the reason."""
+        owner: dict[str, Path] = {}
+        conflicts: dict[Path, str] = {}
+        for path in paths:
+            for target in self.outputs(path):
+                key = os.path.abspath(target)
+                if key in inputs or (target.exists() and path.exists() and target.samefile(path)):
+                    conflicts[path] = f"refusing to overwrite the input {target} (choose another -o)"
+                elif key in owner:
+                    conflicts[path] = f"{target.name} is already written for {owner[key].name}"
+            if path not in conflicts:
+                owner.update({os.path.abspath(t): path for t in self.outputs(path)})
+        return conflicts
+
+    def process(self, path: Path, item: Item, inputs: set[str], conflicts: dict[Path, str], on_tile=None) -> None:
         spec = self.spec
         target = self.outdir / path.name
         item.output = str(target)
-        if os.path.abspath(target) in inputs or (target.exists() and path.exists() and target.samefile(path)):
-            raise ItemError(f"refusing to overwrite the input {path} (choose another -o)")
-        if os.path.abspath(target) in taken:
-            raise ItemError(f"another input already writes {target.name} (same file name)")
-        taken.add(os.path.abspath(target))
-        if target.exists() and not self.overwrite:
+        if path in conflicts:
+            raise ItemError(conflicts[path])
+        existing = [t.name for t in self.outputs(path) if t.exists()]
+        if existing and not self.overwrite:
             item.status = "skipped"
-            item.error = "output exists (use --overwrite)"
+            item.error = f"output exists: {', '.join(existing)} (use --overwrite)"
             return
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise ItemError(f"{path}: not an image file type ({', '.join(IMAGE_EXTENSIONS)})")
@@ -287,7 +306,7 @@ def main(
               + (f", tiles {tile} overlap {tile_overlap}" if tile else ""))
     restorer = Restorer(runner, tile, tile_overlap, batch, degradation, kernel, seed, gt, outdir, overwrite)
     input_set = {os.path.abspath(p) for p in paths}
-    taken: set[str] = set()
+    conflicts = restorer.plan(paths, input_set)
     items: list[Item] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
@@ -303,7 +322,7 @@ def main(
                 progress.update(task, description=path.name)
                 t0 = time.perf_counter()
                 try:
-                    restorer.process(path, item, input_set, taken, on_tile)
+                    restorer.process(path, item, input_set, conflicts, on_tile)
                     if item.status == "pending":
                         item.status = "ok"
                 except (ItemError, ImageReadError, FileNotFoundError, IsADirectoryError, ValueError, OSError,

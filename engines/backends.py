@@ -39,6 +39,11 @@ _ORT_PROVIDERS = {
 }
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class BackendError(RuntimeError):
     """The artefact cannot be run with the requested (or any available) backend."""
 
@@ -60,7 +65,12 @@ class Runner:
     # lifecycle ---------------------------------------------------------------------------------
     def activate(self) -> "Runner":
         if not self.is_active:
-            self._activate()
+            try:
+                self._activate()
+            except (BackendError, MemoryError, FileNotFoundError, ValueError, ImportError):
+                raise
+            except Exception as exc:  # e.g. ONNX Runtime refusing the graph (an unknown custom op)
+                raise BackendError(f"{self.name}: cannot start: {_first_line(exc)}") from None
             self.is_active = True
         return self
 
@@ -96,7 +106,12 @@ class Runner:
         if missing:
             raise BackendError(f"{self.name}: missing inputs {missing} (the model takes {self.input_names})")
         t0 = time.perf_counter()
-        out = self._infer({n: feed[n] for n in self.input_names})
+        try:
+            out = self._infer({n: feed[n] for n in self.input_names})
+        except (BackendError, MemoryError):
+            raise
+        except Exception as exc:  # ONNX Runtime's Fail/InvalidArgument/... are plain Exceptions
+            raise BackendError(f"{self.name}: {_first_line(exc)}") from None
         self.inference_time = time.perf_counter() - t0
         return OrderedDict(out)
 

@@ -1,0 +1,135 @@
+"""Issue 16.2/16.4/16.11: one item's failure never takes down a batch or writes over anything.
+
+- ONNX Runtime's exceptions (Fail, InvalidArgument, ...: plain Exceptions) fail that image, the rest
+  is processed, the summary and JSON are written, exit 2 (restore-run); restore-bench keeps the
+  other artefacts' rows; restore-parity reports one line.
+- --degrade writes NAME_degraded.EXT under the same skip/overwrite rule as the result, and no two
+  outputs (or an output and an input) collide: an input named x_degraded.png is refused, not skipped.
+- restore-parity skips an unreadable image (one line, exit 2 at the end) instead of stopping.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+
+from restormer.imageio import write_image
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _img(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, shape, endpoint=True).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def fixed_onnx(tmp_path_factory, art):
+    """The small Converse-DnCNN export with its input pinned to 1x1x32x32: any other size makes
+    ONNX Runtime raise (InvalidArgument), as a fixed-size file given a 65x70 photo does."""
+    model = onnx.load(str(art["fp32"]))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for d, v in zip(dims, (1, 1, 32, 32)):
+        d.ClearField("dim_param")
+        d.dim_value = v
+    path = tmp_path_factory.mktemp("fixed") / "fixed.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_runtime_error_fails_one_image_not_the_batch(fixed_onnx, tmp_path):
+    from cli.run import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a_bad.png", _img((40, 44)))  # not 32x32: ONNX Runtime refuses it
+    write_image(src / "b_good.png", _img((32, 32)))
+    out = tmp_path / "out"
+    r = runner.invoke(app, [str(fixed_onnx), str(src), "-o", str(out), "--json", str(tmp_path / "r.json"),
+                            "--backend", "ort-cpu"])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "a_bad.png" in r.output
+    assert (out / "b_good.png").is_file() and not (out / "a_bad.png").exists()
+    report = json.loads((tmp_path / "r.json").read_text())
+    status = {Path(i["input"]).name: i["status"] for i in report["images"]}
+    assert status == {"a_bad.png": "error", "b_good.png": "ok"}
+
+
+def test_bench_keeps_the_other_artefacts(fixed_onnx, art, tmp_path):
+    from cli.bench import app
+
+    r = runner.invoke(app, [str(fixed_onnx), str(art["fp32"]), "--size", "40x40", "--iters", "1", "--warmup", "0",
+                            "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "fixed.onnx" in r.output
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert len(data["rows"]) == 1 and data["errors"][0]["artifact"] == str(fixed_onnx)
+
+
+def test_runner_start_failure_is_one_backend_error(tmp_path):
+    """An unknown custom op: ONNX Runtime refuses the session; that is a BackendError, not a traceback."""
+    from engines.backends import BackendError, OnnxRuntimeRunner
+
+    node = helper.make_node("Mystery", ["input"], ["output"], domain="acme")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("acme", 1)])
+    for key, value in {"architecture": "converse-dncnn", "preset": "converse-dncnn", "in_channels": "1",
+                       "out_channels": "1", "scale": "1", "pad_multiple": "1", "precision": "fp32", "task": "denoise",
+                       "value_range": "0,1"}.items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "mystery.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(BackendError, match="cannot start"):
+        OnnxRuntimeRunner(path).activate()
+
+
+def test_degraded_outputs_follow_the_skip_rule_and_never_collide(art, tmp_path):
+    from cli.run import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "x.png", _img((24, 24)))
+    write_image(src / "x_degraded.png", _img((24, 24), seed=1))  # would be x.png's degraded output
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(art["ckpt"]), str(src), "-o", str(out), "--degrade", "noise:25", "--json", str(tmp_path / "r.json")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "x_degraded.png is already written for x.png" in r.output, r.output
+    items = {Path(i["input"]).name: i for i in json.loads((tmp_path / "r.json").read_text())["images"]}
+    assert items["x.png"]["status"] == "ok" and items["x_degraded.png"]["status"] == "error"
+
+    # a second run: the degraded file exists too, so nothing is rewritten without --overwrite
+    (src / "x_degraded.png").unlink()
+    degraded = (out / "x_degraded.png").read_bytes()
+    (out / "x.png").unlink()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and (out / "x_degraded.png").read_bytes() == degraded, r.output
+    assert not (out / "x.png").exists() and "x_degraded.png" in r.output  # skipped, named
+
+
+def test_parity_skips_an_unreadable_image(art, tmp_path):
+    from cli.parity import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a_broken.png").write_bytes(b"not a png")
+    write_image(src / "b.png", _img((32, 32)))
+    write_image(src / "c.png", _img((32, 32), seed=2))
+    r = runner.invoke(app, [str(art["fp32"]), "--reference", str(art["ckpt"]), "--images", str(src), "--degrade", "noise:10",
+                            "--json", str(tmp_path / "p.json")])
+    assert r.exit_code == 2, r.output
+    assert "a_broken.png" in r.output and "Traceback" not in r.output and "PASSED" in r.output
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert [i["name"] for i in data["images"]] == ["b.png", "c.png"] and len(data["unreadable"]) == 1
