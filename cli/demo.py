@@ -47,7 +47,10 @@ def main(
     from export.onnx_export import ExportError, export
     from restormer.checkpoints import WeightsError
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # --out is a file, or the folder cannot be made
+        raise fail(f"cannot use {out_dir} as the output folder: {exc.strerror or exc}")
     onnx_path = out_dir / "default_fp16.onnx"
     out.print(f"[bold]1/3[/] exporting the built-in model to FP16 ONNX: {onnx_path}")
     try:
@@ -56,6 +59,8 @@ def main(
         raise fail(f"the built-in model is missing from the package ({exc}); reinstall with `make demo`", EXIT_CHECK_FAILED)
     except ExportError as exc:
         raise fail(f"export self-check failed: {exc}", EXIT_CHECK_FAILED)
+    except OSError as exc:  # disk full, unwritable folder
+        raise fail(f"cannot write {onnx_path}: {exc.strerror or exc}")
     out.print(f"    verified: max abs error {result.max_abs_err:.1e}, {result.psnr_vs_torch:.1f} dB against PyTorch FP32")
 
     degradation = parse_degradation(f"noise:{sigma:g}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -71,6 +72,8 @@ def main(
             raise ValueError(f"no images (png/jpg/bmp/tif) in {data}")
         if json_out and not json_out.parent.is_dir():
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
+        if min_psnr is not None and not math.isfinite(min_psnr):
+            raise ValueError(f"--min-psnr must be a finite number of dB, got {min_psnr}")
         net, spec = load_model(model, weights)
         check_compatible(spec, degradation)
         check_tiling(tile, tile_overlap)

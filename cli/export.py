@@ -175,6 +175,8 @@ def main(
         raise fail(str(exc), 1)
     except (ValueError, FileNotFoundError, WeightsError) as exc:
         raise fail(str(exc))
+    except OSError as exc:  # disk full, unwritable folder: nothing was written (atomic)
+        raise fail(f"cannot write {out_path}: {exc.strerror or exc}")
 
     table = Table("", "", title=f"{result.path}")
     table.add_row("precision", result.precision)

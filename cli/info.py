@@ -147,9 +147,25 @@ def describe(artifact: str) -> tuple[dict, list[str]]:
         except BackendError as exc:
             problems.append(str(exc))
     report["backends"] = available_backends(artifact)
-    if not report["backends"]:
+    if kind == "onnx" and not problems and "ort-cpu" in report["backends"]:
+        problems += _ort_session_problems(artifact)  # what restore-run would meet: the session itself
+    if [p for p in problems if " lacks " not in p]:
+        report["backends"] = []  # "runs on" only what restore-run accepts
+    elif not report["backends"]:
         problems.append("no installed runtime can run it")
     return report, problems
+
+
+def _ort_session_problems(path: str) -> list[str]:
+    from engines.backends import OnnxRuntimeRunner
+
+    try:
+        runner = OnnxRuntimeRunner(path, threads=1)
+        runner.activate()
+        runner.deactivate()
+    except (BackendError, ValueError) as exc:
+        return [f"ONNX Runtime cannot run it: {str(exc).splitlines()[0]}"]
+    return []
 
 
 @app.command(help=__doc__.strip() if __doc__ else None, epilog=EPILOG)
@@ -179,7 +195,7 @@ def main(
     for key in ("opsets", "custom_nodes", "functions", "inputs"):
         if key in report:
             out.print(f"{key}: {report[key]}", highlight=False)
-    out.print(f"runs on: {', '.join(report['backends']) or 'nothing installed'}")
+    out.print(f"runs on: {', '.join(report['backends']) or ('nothing (incompatible, below)' if problems else 'nothing installed')}")
     for p in warnings:
         out.print(f"[yellow]warning:[/] {p}", highlight=False)
     for p in problems:

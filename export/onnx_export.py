@@ -216,6 +216,13 @@ def resolve_lowering(converse_lowering: str, spec: ModelSpec, *, target: str = "
     return converse_lowering
 
 
+def newest_opset() -> int:
+    """The newest default-domain opset both the installed onnx and torch's exporter support."""
+    from torch.onnx import _constants
+
+    return min(onnx.defs.onnx_opset_version(), getattr(_constants, "ONNX_MAX_OPSET", ONNX_OPSET))
+
+
 def export(
     model: str,
     out: Path,
@@ -245,10 +252,14 @@ def export(
 
         int8 = int8 or Int8Options()
         int8.check()
-    if opset < ONNX_OPSET:
-        raise ValueError(f"opset {opset} is too old: Converse2D's reference function needs DFT from opset {ONNX_OPSET}")
+    newest = newest_opset()
+    if not ONNX_OPSET <= opset <= newest:
+        raise ValueError(f"--opset {opset}: must be {ONNX_OPSET} (DFT for Converse2D's reference function) to {newest} "
+                         f"(the newest both this onnx and this torch exporter know)")
     if not out.parent.is_dir():
         raise ValueError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ValueError(f"cannot write {out}: it is a folder (give a file name ending in .onnx)")
     net, spec = load_model(model, weights)
     lowering = resolve_lowering(converse_lowering, spec, target=target, tensorrt=tensorrt)
     source = Path(weights) if weights else (Path(spec.weights) if spec.weights else None)

@@ -133,3 +133,50 @@ def test_parity_skips_an_unreadable_image(art, tmp_path):
     assert "a_broken.png" in r.output and "Traceback" not in r.output and "PASSED" in r.output
     data = json.loads((tmp_path / "p.json").read_text())
     assert [i["name"] for i in data["images"]] == ["b.png", "c.png"] and len(data["unreadable"]) == 1
+
+
+def test_export_and_demo_refuse_bad_outputs_with_one_line(tmp_path):
+    from cli.demo import app as demo
+    from cli.export import app as export
+    from export.onnx_export import newest_opset
+
+    folder = tmp_path / "a_folder.onnx"
+    folder.mkdir()
+    r = runner.invoke(export, ["converse-dncnn", "--out", str(folder)])
+    assert r.exit_code == 2 and "it is a folder" in r.output and "Traceback" not in r.output, r.output
+    r = runner.invoke(export, ["converse-dncnn", "--out", str(tmp_path / "m.onnx"), "--opset", "99"])
+    assert r.exit_code == 2 and f"to {newest_opset()}" in r.output and not (tmp_path / "m.onnx").exists(), r.output
+    a_file = tmp_path / "plain"
+    a_file.write_text("x")
+    r = runner.invoke(demo, ["--out", str(a_file)])
+    assert r.exit_code == 2 and "cannot use" in r.output and a_file.read_text() == "x", r.output
+
+
+def test_eval_refuses_a_nan_floor(tmp_path):
+    from cli.eval import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.png", _img((16, 16)))
+    r = runner.invoke(app, ["converse-dncnn", "--data", str(src), "--degrade", "noise:25", "--min-psnr", "nan"])
+    assert r.exit_code == 2 and "--min-psnr must be a finite" in r.output, r.output
+
+
+def test_info_does_not_claim_a_runtime_restore_run_refuses(tmp_path):
+    from cli.info import app
+
+    node = helper.make_node("Mystery", ["input"], ["output"], domain="acme")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("acme", 1)])
+    model.functions.append(helper.make_function("acme", "Mystery", ["input"], ["output"],
+                                                [helper.make_node("Unknown", ["input"], ["output"], domain="acme2")],
+                                                [helper.make_opsetid("", 20), helper.make_opsetid("acme2", 1)]))
+    for key, value in {"architecture": "converse-dncnn", "preset": "converse-dncnn", "in_channels": "1",
+                       "out_channels": "1", "scale": "1", "pad_multiple": "1", "precision": "fp32", "task": "denoise",
+                       "value_range": "0,1", "tool_version": "0", "source_sha256": ""}.items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "mystery.onnx"
+    onnx.save(model, str(path))
+    r = runner.invoke(app, [str(path)])
+    assert r.exit_code == 1 and "runs on: nothing" in r.output and "ONNX Runtime cannot run it" in r.output, r.output
