@@ -294,11 +294,11 @@ def main(
             paths = shard_slice(paths, *parse_shard(shard))
         if outdir.exists() and not outdir.is_dir():
             raise ValueError(f"-o {outdir}: exists and is not a folder")
-        outdir.mkdir(parents=True, exist_ok=True)
         runner = load_runner(model, backend, weights=weights, threads=threads)
         if runner.spec.in_channels not in (1, 3):
             raise ValueError(f"{runner.spec.name} takes {runner.spec.in_channels} channels: restore-run handles grey/RGB models")
         runner.activate()
+        outdir.mkdir(parents=True, exist_ok=True)  # only once the model is known to load
     except (ValueError, FileNotFoundError, NotADirectoryError, WeightsError, BackendError, OSError) as exc:
         raise fail(_one_line(exc))
 

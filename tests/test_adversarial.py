@@ -1,0 +1,297 @@
+"""Bad and hostile input, walked through every command (issue 16).
+
+Each case prepares a folder of files, runs one command in-process, and asserts what every command
+promises on bad input (docs/BAD_INPUT.md):
+
+- the exit status (2: bad input, 1: a check failed);
+- no traceback (no uncaught exception) and an ``error:`` line naming the offending file or option;
+- no file created, removed or changed outside the command's output (``writes``), and no existing
+  file changed inside it unless the case says so;
+- the rest of a batch is processed (``then`` checks it).
+
+Extend the table: it is how the next regression gets caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from restormer.imageio import write_image
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _img(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, shape, endpoint=True).astype(np.uint8)
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    files = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            files[rel] = "link:" + str(p.readlink())
+        elif p.is_file():
+            files[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            files[rel] = "dir"
+    return files
+
+
+class _Evil:
+    """Unpickling this would create the file ``PWNED`` (it must never happen: weights_only=True)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {Path.cwd() / 'PWNED'}",))
+
+
+@dataclass
+class Case:
+    id: str
+    command: str  # module under cli/
+    setup: Callable[[Path, dict], list[str]]  # (root, art) -> argv
+    exit: int
+    names: str  # what the error line must mention
+    writes: tuple[str, ...] = ("out",)  # paths (relative to root) the command may create or change
+    then: Callable[[Path], None] | None = None
+    errors: int | None = 1  # number of error: lines (None: at least one)
+    extra: dict = field(default_factory=dict)
+
+
+def _images(root: Path, names=("a.png", "b.png")) -> Path:
+    src = root / "in"
+    src.mkdir(exist_ok=True)
+    for i, n in enumerate(names):
+        write_image(src / n, _img((24, 24), seed=i))
+    return src
+
+
+# ---------------------------------------------------------------------------------- setups
+
+
+def run_unreadable_image(root, art):
+    src = _images(root)
+    (src / "c_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return ["run", art["ckpt"], src, "-o", root / "out"]
+
+
+def run_truncated_png(root, art):
+    src = _images(root)
+    good = (src / "a.png").read_bytes()
+    (src / "c_truncated.png").write_bytes(good[: len(good) // 2])
+    return ["run", art["ckpt"], src, "-o", root / "out"]
+
+
+def run_output_is_input_via_symlink(root, art):
+    src = _images(root)
+    (root / "out").symlink_to(src, target_is_directory=True)
+    return ["run", art["ckpt"], src, "-o", root / "out"]
+
+
+def run_garbage_onnx(root, art):
+    src = _images(root)
+    (root / "model.onnx").write_bytes(b"\x00garbage" * 100)
+    return ["run", root / "model.onnx", src, "-o", root / "out"]
+
+
+def run_garbage_safetensors(root, art):
+    src = _images(root)
+    (root / "model.safetensors").write_bytes(b"{not safetensors")
+    return ["run", root / "model.safetensors", src, "-o", root / "out"]
+
+
+def run_pickle_weights(root, art):
+    src = _images(root)
+    torch.save({"state_dict": _Evil()}, root / "evil.pth", pickle_module=pickle)
+    return ["run", "converse-dncnn", src, "-o", root / "out", "--weights", root / "evil.pth"]
+
+
+def run_fixed_size_onnx(root, art):
+    src = _images(root, ("a_small.png",))
+    write_image(src / "b_big.png", _img((40, 36)))
+    model = onnx.load(str(art["fp32"]))
+    for d, v in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, 1, 24, 24)):
+        d.ClearField("dim_param")
+        d.dim_value = v
+    onnx.save(model, str(root / "fixed.onnx"))
+    return ["run", root / "fixed.onnx", src, "-o", root / "out", "--backend", "ort-cpu"]
+
+
+def run_degraded_collision(root, art):
+    src = _images(root, ("x.png", "x_degraded.png"))
+    return ["run", art["ckpt"], src, "-o", root / "out", "--degrade", "noise:25"]
+
+
+def run_json_is_a_folder(root, art):
+    src = _images(root)
+    (root / "report").mkdir()
+    return ["run", art["ckpt"], src, "-o", root / "out", "--json", root / "report"]
+
+
+def run_missing_input(root, art):
+    return ["run", art["ckpt"], root / "nowhere", "-o", root / "out"]
+
+
+def export_out_is_folder(root, art):
+    (root / "m.onnx").mkdir()
+    return ["export", art["ckpt"], "--out", root / "m.onnx"]
+
+
+def export_bad_opset(root, art):
+    return ["export", art["ckpt"], "--out", root / "out" / "m.onnx", "--opset", "99"]
+
+
+def export_triton_dotdot(root, art):
+    model = onnx.load(str(art["fp32"]))
+    for p in model.metadata_props:
+        if p.key == "preset":
+            p.value = ".."
+    (root / "work").mkdir()
+    onnx.save(model, str(root / "work" / "m.onnx"))
+    (root / "README.md").write_text("mine")
+    (root / "out").mkdir()
+    return ["export", root / "work" / "m.onnx", "--format", "triton-repo", "--backend", "onnxruntime",
+            "--out", root / "out" / "repo"]
+
+
+def export_check_trt_unknown_version(root, art):
+    return ["export", art["fp32"], "--check-trt", "12"]
+
+
+def eval_nan_floor(root, art):
+    src = _images(root)
+    return ["eval", art["ckpt"], "--data", src, "--degrade", "noise:25", "--min-psnr", "nan"]
+
+
+def eval_unreadable(root, art):
+    src = _images(root)
+    (src / "c_broken.png").write_bytes(b"nope")
+    return ["eval", art["ckpt"], "--data", src, "--degrade", "noise:25"]
+
+
+def parity_unreadable(root, art):
+    src = _images(root, ("b.png", "c.png"))
+    (src / "a_broken.png").write_bytes(b"nope")
+    return ["parity", art["fp32"], "--reference", art["ckpt"], "--images", src, "--degrade", "noise:10"]
+
+
+def bench_one_bad(root, art):
+    (root / "bad.onnx").write_bytes(b"garbage")
+    return ["bench", root / "bad.onnx", art["fp32"], "--size", "24x24", "--iters", "1", "--warmup", "0",
+            "--json", root / "out" / "b.json"]
+
+
+def info_garbage_onnx(root, art):
+    (root / "bad.onnx").write_bytes(b"garbage")
+    return ["info", root / "bad.onnx"]
+
+
+def info_engine_garbage_sidecar(root, art):
+    (root / "m.engine").write_bytes(b"plan")
+    (root / "m.engine.json").write_text("{not json")
+    return ["info", root / "m.engine"]
+
+
+def train_config_is_png(root, art):
+    write_image(root / "config.png", _img((8, 8, 3)))
+    return ["train", "--config", root / "config.png"]
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def _restored(*names):
+    def check(root: Path):
+        for n in names:
+            assert (root / "out" / n).is_file(), f"{n} was not restored"
+    return check
+
+
+def _json_rows(path, key, count):
+    def check(root: Path):
+        assert len(json.loads((root / path).read_text())[key]) == count
+    return check
+
+
+CASES = [
+    Case("run-unreadable-image", "run", run_unreadable_image, 2, "c_broken.png", then=_restored("a.png", "b.png")),
+    Case("run-truncated-png", "run", run_truncated_png, 2, "c_truncated.png", then=_restored("a.png", "b.png")),
+    Case("run-out-symlink-to-inputs", "run", run_output_is_input_via_symlink, 2, "out", writes=(), errors=None),
+    Case("run-garbage-onnx", "run", run_garbage_onnx, 2, "model.onnx", writes=()),
+    Case("run-garbage-safetensors", "run", run_garbage_safetensors, 2, "model.safetensors", writes=()),
+    Case("run-pickle-weights", "run", run_pickle_weights, 2, "evil.pth", writes=()),
+    Case("run-onnx-runtime-error", "run", run_fixed_size_onnx, 2, "b_big.png", then=_restored("a_small.png")),
+    Case("run-degraded-collision", "run", run_degraded_collision, 2, "x_degraded.png", then=_restored("x.png")),
+    Case("run-json-is-a-folder", "run", run_json_is_a_folder, 2, "report", then=_restored("a.png", "b.png")),
+    Case("run-missing-input", "run", run_missing_input, 2, "nowhere", writes=("out",)),
+    Case("export-out-is-a-folder", "export", export_out_is_folder, 2, "m.onnx", writes=()),
+    Case("export-opset-99", "export", export_bad_opset, 2, "opset", writes=()),
+    Case("export-triton-name-dotdot", "export", export_triton_dotdot, 2, "--model-name", writes=()),
+    Case("export-check-trt-12", "export", export_check_trt_unknown_version, 2, "12", writes=()),
+    Case("eval-min-psnr-nan", "eval", eval_nan_floor, 2, "--min-psnr", writes=()),
+    Case("eval-unreadable", "eval", eval_unreadable, 2, "c_broken.png", writes=(), errors=None),
+    Case("parity-unreadable", "parity", parity_unreadable, 2, "a_broken.png", writes=(), errors=None),
+    Case("bench-one-bad-artifact", "bench", bench_one_bad, 2, "bad.onnx", then=_json_rows("out/b.json", "rows", 1)),
+    Case("info-garbage-onnx", "info", info_garbage_onnx, 2, "bad.onnx", writes=()),
+    Case("info-engine-garbage-sidecar", "info", info_engine_garbage_sidecar, 2, "m.engine", writes=()),
+    Case("train-config-is-png", "train", train_config_is_png, 2, "config.png", writes=()),
+]
+
+
+def _app(command: str):
+    import importlib
+
+    return importlib.import_module(f"cli.{command}").app
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, art, tmp_path, monkeypatch):
+    root = tmp_path / "case"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    argv = [str(a) for a in case.setup(root, art)]
+    (root / "out").mkdir(exist_ok=True) if "out" in case.writes and not (root / "out").exists() else None
+    before = _snapshot(root)
+    result = runner.invoke(_app(case.command), argv[1:])
+    out = result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        f"uncaught {type(result.exception).__name__}: {result.exception}\n{out}"
+    assert "Traceback" not in out, out
+    assert result.exit_code == case.exit, (result.exit_code, out)
+    lines = [line for line in out.splitlines() if line.startswith("error:")]
+    assert lines and any(case.names in line for line in lines), out
+    if case.errors is not None:
+        assert len(lines) == case.errors, out
+    assert not (root / "PWNED").exists(), "a pickle ran code"
+    after = _snapshot(root)
+    allowed = tuple(case.writes)
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    outside = {p for p in changed if not any(p == w or p.startswith(w + "/") for w in allowed)}
+    assert not outside, f"written outside the output: {sorted(outside)}"
+    modified = {p for p in before if p in after and before[p] != after[p] and before[p] != "dir"}
+    assert not modified, f"existing files changed: {sorted(modified)}"
+    if case.then:
+        case.then(root)
+
+
+def test_the_table_covers_every_command():
+    covered = {c.command for c in CASES}
+    assert {"run", "export", "eval", "parity", "bench", "info", "train"} <= covered
