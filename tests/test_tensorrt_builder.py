@@ -70,8 +70,8 @@ def _ops(model):
 def test_versions():
     assert core.parse_version("10.3.0.30") == (10, 3, 0, 30) and core.parse_version("11") == (11,)
     assert not core.plugin_priority("10.6.0") and core.plugin_priority("10.7") and core.plugin_priority("11.1.0")
-    assert [table_version(v) for v in ("10.3", "10.8.0.43", "10.13.2", "10.16", "11.1.0.7")] == \
-        ["10.3", "10.3", "10.13", "10.13", "11"]
+    assert [table_version(v) for v in ("10.3", "10.8.0.43", "10.13.2", "10.16", "11.1.0.7", "11.5")] == \
+        ["10.3", "10.7", "10.7", "10.15", "11.0", "11.2"]
     with pytest.raises(TrtError, match="newer than the newest release"):
         table_version("12")
     assert core.same_engine_version("10.3.0.30", "10.3.0.30") and not core.same_engine_version("10.3.0.30", "10.3.0.26")
@@ -118,9 +118,10 @@ def test_table_covers_our_ops_and_marks_dft_unsupported():
         ops = table["versions"][v]
         for op in ("QuantizeLinear", "DequantizeLinear", "Conv", "MatMul", "LayerNormalization", "Softmax", "If"):
             assert ops[op]["supported"], (v, op)
-        assert not ops["DFT"]["supported"]
+        assert ops["DFT"]["supported"] == (v == "11.2")
         assert "INT8" in ops["DequantizeLinear"]["types"]
-    assert not table["versions"]["10.3"]["STFT"]["supported"] and table["versions"]["11"]["STFT"]["supported"]
+    assert not table["versions"]["10.3"]["STFT"]["supported"] and table["versions"]["10.5"]["STFT"]["supported"]
+    assert not table["versions"]["10.7"].get("Attention", {}).get("supported") and table["versions"]["10.14"]["Attention"]["supported"]
 
 
 def test_lint_flags_dft_unknown_op_string_constant_and_nonzero_zero_point():
@@ -202,7 +203,7 @@ def test_cli_check_trt(traced, tmp_path):
     res = runner.invoke(app, [str(good), "--check-trt", "10.3", "--json", str(tmp_path / "lint.json")])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "lint.json").read_text())
-    assert report["check_trt"]["passed"] and report["check_trt"]["table"] == "10.3"
+    assert report["check_trt"]["passed"] and report["check_trt"]["table"] == "10.3" and report["check_trt"]["line"] == "10.3"
     bad = tmp_path / "inlined.onnx"
     onnx.save(onnx.inliner.inline_local_functions(onnx.load(good)), bad)
     res = runner.invoke(app, [str(bad), "--check-trt", "11"])

@@ -50,7 +50,11 @@ def load_table() -> dict:
 
 
 def table_version(version) -> str:
-    """The table column for a TensorRT version: 10.3-10.12 -> '10.3', 10.13-10.x -> '10.13', 11.x -> '11'."""
+    """The operator-table column for a TensorRT version: the newest release at or below it that
+    changed the table (``onnx_trt_ops.CHANGES``; 10.3 is the base). Refuses versions before 10.3
+    and after the newest release this lint knows."""
+    from engines.tensorrt import onnx_trt_ops
+
     v = parse_version(version)
     if v[:2] < (10, 3):
         raise TrtError(f"TensorRT {version} is not supported: 10.3 or newer (strongly typed networks, IPluginV3)")
@@ -58,9 +62,8 @@ def table_version(version) -> str:
         newest = ".".join(map(str, allowlist.NEWEST))
         raise TrtError(f"TensorRT {version} is newer than the newest release this lint knows ({newest}); "
                        f"lint for {newest} or update engines/tensorrt/allowlist.py")
-    if v[0] >= 11:
-        return "11"
-    return "10.13" if v[:2] >= (10, 13) else "10.3"
+    key = tuple(v[:2]) + (0,) * (2 - len(v[:2]))
+    return [r for r in onnx_trt_ops.VERSIONS if onnx_trt_ops._key(r) <= key][-1]
 
 
 def _types(model: onnx.ModelProto) -> dict[str, int]:

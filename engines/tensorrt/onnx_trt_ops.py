@@ -1,8 +1,7 @@
 """ONNX operators the TensorRT ONNX parser imports, per TensorRT line (data for ``lint.py``).
 
-``BASE`` is the table of TensorRT 10.3 (used for 10.3-10.12); ``CHANGES`` holds what later lines
-change (``10.13`` for 10.13-10.x, ``11`` for 11.x), each on top of the one before; ``VERSIONS`` is
-the resulting table per line. Per operator: ``supported``; ``types``, the types its first input may
+``BASE`` is the table of TensorRT 10.3; ``CHANGES`` holds what each later release changed;
+``VERSIONS`` is the resulting table from each release on (a version uses the newest at or below it). Per operator: ``supported``; ``types``, the types its first input may
 have; and simple restrictions (see ``RULES``).
 How the table was made and from which sources: ``SOURCES`` and engines/tensorrt/README.md.
 """
@@ -10,7 +9,7 @@ How the table was made and from which sources: ``SOURCES`` and engines/tensorrt/
 # fmt: off
 SOURCES = {
     "base": "onnx/onnx-tensorrt docs/operators.md at tag release/10.1-GA, commit 96e781103cfc4adf4a6bb557e94bac8e693f6f4c (the newest operators.md available here; TensorRT 10.3 pins onnx-tensorrt 62bdde2a, 10.13 pins 346bdcae, 11.1 pins 7c51a63a, whose operators.md could not be read)",
-    "deltas": "NVIDIA/TensorRT CHANGELOG.md at release/11.1, commit 905361629f22836090d75ea77cba732a25107148: 10.3 tensor Slice axes; 10.4 tensor Pad axes, Blackman/Hamming/HannWindow; 10.5 real STFT; 10.7 dynamic Squeeze/Unsqueeze axes; 10.12 full Einsum; 10.14 Attention; 10.15 RotaryEmbedding, RMSNormalization, TensorScatter; 11.0 Swish",
+    "deltas": "NVIDIA/TensorRT CHANGELOG.md at release/11.1, commit 905361629f22836090d75ea77cba732a25107148: 10.3 tensor Slice axes; 10.4 tensor Pad axes, Blackman/Hamming/HannWindow; 10.5 real STFT; 10.7 dynamic Squeeze/Unsqueeze axes; 10.12 full Einsum; 10.14 Attention; 10.15 RotaryEmbedding, RMSNormalization, TensorScatter; 11.0 Swish; and NVIDIA/TensorRT v11.2 release notes: DFT (cuFFT FFTPlugin)",
     "types": "types are the 'Supported Types' of the base table, checked on a node's first input; DOUBLE is accepted (the parser casts it down to FLOAT); STRING and complex tensors are never supported"
 }
 
@@ -220,32 +219,41 @@ BASE = {
     "Xor": {"supported": True, "types": ["BOOL"]},
 }
 
+# What each release changed, from NVIDIA/TensorRT CHANGELOG.md at release/11.1 ("Parser changes") and the
+# release notes of 11.2 (DFT, cuFFT FFTPlugin). A version's table is BASE with every change up to it.
 CHANGES = {
-    "10.13": {
+    "10.4": {
         "BlackmanWindow": {"supported": True, "types": ["INT32", "INT64"]},
         "HammingWindow": {"supported": True, "types": ["INT32", "INT64"]},
         "HannWindow": {"supported": True, "types": ["INT32", "INT64"]},
         "Pad": {"supported": True, "types": ["FP32", "FP16", "BF16", "INT32", "INT64"]},
-        "STFT": {"supported": True, "types": ["FP32", "FP16", "BF16"]},
+    },
+    "10.5": {"STFT": {"supported": True, "types": ["FP32", "FP16", "BF16"]}},
+    "10.7": {
         "Squeeze": {"supported": True, "types": ["FP32", "FP16", "BF16", "INT32", "INT64", "BOOL"]},
         "Unsqueeze": {"supported": True, "types": ["FP32", "FP16", "BF16", "INT32", "INT64", "BOOL"]},
     },
-    "11": {
-        "Attention": {"supported": True, "types": ["FP32", "FP16", "BF16"]},
+    "10.14": {"Attention": {"supported": True, "types": ["FP32", "FP16", "BF16"]}},
+    "10.15": {
         "RMSNormalization": {"supported": True, "types": ["FP32", "FP16", "BF16"]},
         "RotaryEmbedding": {"supported": True, "types": ["FP32", "FP16", "BF16"]},
-        "Swish": {"supported": True, "types": ["FP32", "FP16", "BF16"]},
         "TensorScatter": {"supported": True, "types": ["FP32", "FP16", "BF16", "INT32", "INT64", "BOOL"]},
     },
+    "11.0": {"Swish": {"supported": True, "types": ["FP32", "FP16", "BF16"]}},
+    "11.2": {"DFT": {"supported": True, "types": ["FP32", "FP16", "BF16"]}},
 }
 # fmt: on
 
 
+def _key(release: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in release.split("."))
+
+
 def _lines() -> dict[str, dict]:
     tables, table = {"10.3": BASE}, BASE
-    for line, change in CHANGES.items():
-        table = {**table, **change}
-        tables[line] = table
+    for release in sorted(CHANGES, key=_key):
+        table = {**table, **CHANGES[release]}
+        tables[release] = table
     return tables
 
 
