@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -11,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, console, fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, check_output_folder, console, fail, out, run, write_json
 
 EPILOG = """
 [bold]Examples[/]
@@ -27,11 +26,14 @@ The model repository comes from [italic]restore-export MODEL --format triton-rep
 Given the network itself, the client pads to the model's pad_multiple and crops the result, as
 restore-run does, so 16-bit images work too. Outputs keep the input's name, format and bit depth (a
 grey input gives a grey output); existing outputs are skipped unless --overwrite; alpha is passed through.
+-o must not be an input's folder (symlinks and '..' resolved). The server is not trusted: a response
+of the wrong shape or dtype, or with NaN/Inf values, fails its image (nothing written for it).
 Needs tritonclient: pip install 'restormer-deploy[triton]'.
 
 Exit status: 0 every image restored (or skipped); 2 when any image failed (the others are still
 sent), on bad usage, or when the server or model cannot be reached.
 """
+
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -60,6 +62,7 @@ def main(
             raise ClientError(f"no input images matched {' '.join(inputs)}")
         if outdir.exists() and not outdir.is_dir():
             raise ClientError(f"-o {outdir}: exists and is not a folder")
+        check_output_folder(paths, outdir)
         address = url or PROTOCOLS[protocol]
         try:
             # HTTP: network_timeout is the client-side limit (infer's own timeout is a server-side one in µs)
@@ -70,19 +73,21 @@ def main(
             raise ClientError(f"cannot get model {model!r} from {address} ({protocol}): {str(exc).strip() or type(exc).__name__}") from None
         served = served_model(model, config)
         outdir.mkdir(parents=True, exist_ok=True)
-    except (ClientError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # ClientError is a ValueError
         raise fail(str(exc).splitlines()[0])
 
     out.print(f"[bold]{model}[/] on {address} ({protocol}, {served.mode} mode): {len(paths)} image(s) -> {outdir}")
-    rows = []
+    rows, taken = [], set()
     for path in paths:
         target = outdir / path.name
         row = {"input": str(path), "output": str(target), "status": "ok", "seconds": 0.0}
         rows.append(row)
         t0 = time.perf_counter()
         try:
-            if os.path.abspath(target) == os.path.abspath(path):
-                raise ClientError(f"refusing to overwrite the input {path} (choose another -o)")
+            check_output_folder([path], outdir)  # again: the folders may have changed meanwhile
+            if target.name in taken:
+                raise ClientError(f"another input already writes {target} (same file name)")
+            taken.add(target.name)
             if target.exists() and not overwrite:
                 row.update(status="skipped", error="output exists (use --overwrite)")
                 continue

@@ -15,13 +15,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, check_tiling, fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, check_output_folder, check_tiling, fail, out, run, write_json
 from engines.backends import BACKENDS, BackendError, load_runner
 from engines.shard import parse_shard, shard_slice
 from engines.tiling import restore_array
 from restormer.checkpoints import WeightsError
 from restormer.degrade import SPEC_GRAMMAR, BicubicSR, load_kernel, parse_degradation
-from restormer.imageio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image, read_image_alpha, write_image
+from restormer.imageio import (IMAGE_EXTENSIONS, ImageReadError, list_images, read_icc_profile, read_image,
+                               read_image_alpha, set_max_pixels, storable_path, write_image)
 from restormer.metrics import psnr, ssim
 
 EPILOG = f"""
@@ -164,9 +165,14 @@ class Restorer:
         owner: dict[str, Path] = {}
         conflicts: dict[Path, str] = {}
         for path in paths:
+            try:
+                check_output_folder([path], self.outdir)  # the same check as restore-client's
+            except ValueError as exc:
+                conflicts[path] = str(exc)
+                continue
             for target in self.outputs(path):
                 key = os.path.abspath(target)
-                if key in inputs or (target.exists() and path.exists() and target.samefile(path)):
+                if key in inputs:
                     conflicts[path] = f"refusing to overwrite the input {target} (choose another -o)"
                 elif key in owner:
                     conflicts[path] = f"{target.name} is already written for {owner[key].name}"
@@ -188,6 +194,7 @@ class Restorer:
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise ItemError(f"{path}: not an image file type ({', '.join(IMAGE_EXTENSIONS)})")
         img, alpha = read_image_alpha(path)
+        icc = read_icc_profile(path)
         in_channels = img.shape[2]
         model_img = img if in_channels == spec.in_channels else (
             np.repeat(img, 3, axis=2) if spec.in_channels == 3 else _grey(img))
@@ -203,9 +210,12 @@ class Restorer:
                 kernel = sample.kernel
             if isinstance(self.degradation, BicubicSR) or sample.gt.shape[:2] != img.shape[:2]:
                 alpha = None  # the demo's crop/downscale would misalign it
-            degraded_path = self.outdir / f"{path.stem}_degraded{path.suffix}"
-            self._write(degraded_path, _to_uint(x, dtype), None, inputs)
+            degraded = _to_uint(x, dtype)
+            # e.g. a 16-bit grey PNG degraded for a colour model: 16-bit RGB goes to .tif, not .png
+            degraded_path = storable_path(self.outdir / f"{path.stem}_degraded{path.suffix}", degraded)
+            self._write(degraded_path, degraded, None, inputs, icc)
             item.extra["degraded"] = str(degraded_path)
+            del degraded
         else:
             x = model_img.transpose(2, 0, 1).astype(np.float32)
             x /= np.float32(_peak(dtype))
@@ -238,16 +248,16 @@ class Restorer:
         if gt is not None:
             gt_cmp = gt if gt.shape[2] == result.shape[2] else _grey(gt)
             item.psnr, item.ssim = _score(result, gt_cmp, border)
-        self._write(target, result, alpha, inputs)
+        self._write(target, result, alpha, inputs, icc)
 
-    def _write(self, target: Path, img: np.ndarray, alpha, inputs: set[str]) -> None:
+    def _write(self, target: Path, img: np.ndarray, alpha, inputs: set[str], icc: bytes | None = None) -> None:
         if os.path.abspath(target) in inputs:
             raise ItemError(f"refusing to overwrite the input {target}")
         try:
-            write_image(target, img, alpha)
+            write_image(target, img, alpha, icc_profile=icc)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ItemError(f"cannot write {target}: {reason}") from None
+            raise ItemError(reason if reason.startswith("cannot write") else f"cannot write {target}: {reason}") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -273,6 +283,7 @@ def main(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only slice I (from 0) of N of the sorted inputs (array jobs, docs/SCALE_OUT.md)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write images[{input, output, status, seconds}] here."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=0, help="Refuse images over this many pixels, checked from the header before decoding (default 200000000, or $RESTORE_MAX_PIXELS; 0: no limit)."),
 ) -> None:
     try:
         if backend not in BACKENDS:
@@ -287,6 +298,8 @@ def main(
             raise ValueError(f"--gt {gt}: not a folder")
         if json_out and not json_out.parent.is_dir():
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
+        if max_pixels is not None:
+            set_max_pixels(max_pixels)
         paths = expand_inputs(inputs)
         if not paths:
             raise ValueError(f"no input images matched {' '.join(inputs)}")

@@ -104,7 +104,7 @@ def main(
     set_threads(threads)
     try:
         cfg = load_config(config, [*(overrides or []), *(["resume=yes"] if resume else [])])
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, OSError) as exc:
         raise fail(str(exc))
     if print_config:
         out.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False, end="")
@@ -112,7 +112,7 @@ def main(
     hooks = ProgressHooks()
     try:
         result = train(cfg, hooks)
-    except (ConfigError, WeightsError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (ConfigError, WeightsError, ValueError, OSError) as exc:  # OSError: run_dir full or gone mid-run
         hooks.stop()
         raise fail(str(exc).strip().splitlines()[0])
     except KeyboardInterrupt:

@@ -117,9 +117,11 @@ def read_checkpoint_config(path) -> dict:
     side = config_path(path)
     if side.is_file():
         try:
-            return json.loads(side.read_text())
-        except json.JSONDecodeError as exc:
+            return _config_object(json.loads(side.read_bytes().decode("utf-8")), side)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeightsError(f"{side}: invalid JSON config ({exc})") from None
+        except OSError as exc:
+            raise WeightsError(f"{side}: cannot read the JSON config ({exc.strerror or exc})") from None
     try:
         from safetensors import safe_open
 
@@ -129,4 +131,13 @@ def read_checkpoint_config(path) -> dict:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
     if "config" not in meta:
         raise WeightsError(f"{path}: no JSON config beside it ({side.name}) or in its metadata")
-    return json.loads(meta["config"])
+    try:
+        return _config_object(json.loads(meta["config"]), path)
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: invalid JSON config in its metadata ({exc})") from None
+
+
+def _config_object(config, source: Path) -> dict:
+    if not isinstance(config, dict):
+        raise WeightsError(f"{source}: the checkpoint config must be a JSON object, got {type(config).__name__}")
+    return config

@@ -136,10 +136,7 @@ def load_kernel(path, index: int | None = None) -> np.ndarray:
         kernels = _mat_kernels_hdf5(path) if h5py.is_hdf5(path) else _mat_kernels_v5(path)
     elif ext == ".png":
         from restormer.imageio import read_image
-        k = read_image(path, channels=1)[..., 0].astype(np.float64)
-        if k.sum() <= 0:
-            raise ValueError(f"{path}: kernel image is all zero")
-        kernels = [k / k.sum()]
+        kernels = [read_image(path, channels=1)[..., 0]]
     else:
         raise ValueError(f"{path}: unsupported kernel file type {ext!r} (use .npy, .mat or .png)")
 
@@ -154,9 +151,16 @@ def load_kernel(path, index: int | None = None) -> np.ndarray:
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 2 or kernel.size == 0:
         raise ValueError(f"{path}: expected a 2-D kernel, got shape {kernel.shape}")
+    _check_kernel(path, kernel)
+    return kernel / kernel.sum() if ext == ".png" else kernel  # pixel values: normalise
+
+
+def _check_kernel(path: Path, kernel: np.ndarray) -> None:
     if not np.isfinite(kernel).all():
         raise ValueError(f"{path}: kernel has non-finite values")
-    return kernel
+    total = kernel.sum()
+    if not (np.isfinite(total) and total > 0):
+        raise ValueError(f"{path}: kernel sums to {total:g}, not a blur (all zero or negative)")
 
 
 def _mat_kernels_v5(path: Path) -> list[np.ndarray]:

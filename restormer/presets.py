@@ -7,6 +7,8 @@ Official ``.pth`` weights are passed as ``PRESET --weights FILE.pth``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,13 +58,66 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelSpec":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        """A spec read from a checkpoint's JSON config: keys, types and sizes checked (WeightsError)."""
+        if not isinstance(data, dict):
+            raise WeightsError(f"checkpoint config: the model spec must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(_SPEC_TYPES))
         if unknown:
-            raise WeightsError(f"checkpoint config has unknown keys {unknown}; valid: {sorted(names)}")
-        if data.get("architecture") not in ARCHITECTURES:
-            raise WeightsError(f"checkpoint config names unknown architecture {data.get('architecture')!r}; known: {sorted(ARCHITECTURES)}")
+            raise WeightsError(f"checkpoint config has unknown keys {unknown}; valid: {sorted(_SPEC_TYPES)}")
+        missing = [k for k in ("name", "architecture", "task") if k not in data]
+        if missing:
+            raise WeightsError(f"checkpoint config lacks the model's {', '.join(missing)}")
+        for key, value in data.items():
+            if not isinstance(value, _SPEC_TYPES[key]) or (isinstance(value, bool) and _SPEC_TYPES[key] is int):
+                raise WeightsError(f"checkpoint config: model {key} must be {type_names(_SPEC_TYPES[key])}, got {value!r}")
+        if data["architecture"] not in ARCHITECTURES:
+            raise WeightsError(f"checkpoint config names unknown architecture {data['architecture']!r}; known: {sorted(ARCHITECTURES)}")
+        for key in ("in_channels", "out_channels", "scale", "pad_multiple"):
+            if key in data and not 1 <= data[key] <= MAX_SIZE:
+                raise WeightsError(f"checkpoint config: model {key} must be in [1, {MAX_SIZE}], got {data[key]}")
+        check_model_config(data["architecture"], data.get("config", {}))
         return cls(**data)
+
+
+_SPEC_TYPES = {"name": str, "architecture": str, "task": str, "config": dict, "in_channels": int, "out_channels": int,
+               "scale": int, "pad_multiple": int, "needs_kernel": bool, "weights": (str, type(None)),
+               "degrade": (str, type(None)), "description": str}
+
+# Every number of a model configuration is at most MAX_SIZE: a crafted config must not make the
+# constructor allocate terabytes. Sizes are at least 1, except these counts, which may be 0.
+MAX_SIZE = 4096
+_MAY_BE_ZERO = {"num_refinement_blocks", "padding"}
+
+
+def type_names(tp) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in (tp if isinstance(tp, tuple) else (tp,)))
+
+
+_ANNOTATED = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _annotation(param: inspect.Parameter) -> str:
+    ann = param.annotation  # a string under `from __future__ import annotations`
+    return ann if isinstance(ann, str) else getattr(ann, "__name__", "")
+
+
+def check_model_config(architecture: str, config: dict, prefix: str = "model configuration ") -> None:
+    """Constructor arguments of ``architecture``: known names, sizes within bounds (WeightsError, a ValueError)."""
+    params = dict(inspect.signature(ARCHITECTURES[architecture].__init__).parameters)
+    params.pop("self")
+    unknown = sorted(set(config) - set(params))
+    if unknown:
+        raise WeightsError(f"unknown {prefix.strip()} key(s) {unknown} for {architecture}; valid: {', '.join(params)}")
+    for key, value in config.items():
+        kind = _ANNOTATED.get(_annotation(params[key]))
+        if kind and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+            raise WeightsError(f"{prefix}{key} must be {_annotation(params[key])}, got {value!r}")
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (bool, str)):
+                continue
+            lo = 0 if key in _MAY_BE_ZERO or isinstance(v, float) else 1
+            if not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= MAX_SIZE):
+                raise WeightsError(f"{prefix}{key}={value!r}: numbers must be in [{lo}, {MAX_SIZE}]")
 
 
 def _restormer(name, task, description, layer_norm, channels=3, **extra) -> ModelSpec:
@@ -137,7 +192,10 @@ def resolve(model: str) -> ModelSpec:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         config = read_checkpoint_config(path)
-        spec = ModelSpec.from_json(config.get("model", config))
+        try:
+            spec = ModelSpec.from_json(config.get("model", config))
+        except WeightsError as exc:
+            raise WeightsError(f"{path}: {exc}") from None
         return dataclasses.replace(spec, weights=str(path.resolve()))
     if path.suffix in (".pth", ".pt"):
         raise ValueError(f"{model}: official .pth weights need their architecture: pass PRESET --weights {model}")
@@ -146,7 +204,10 @@ def resolve(model: str) -> ModelSpec:
 
 def build(spec: ModelSpec) -> nn.Module:
     """An untrained model of the spec's architecture and configuration."""
-    return ARCHITECTURES[spec.architecture](**spec.config)
+    try:
+        return ARCHITECTURES[spec.architecture](**spec.config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"cannot build {spec.name} ({spec.architecture}) with {spec.config}: {exc}") from None
 
 
 def load_model(model: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, ModelSpec]:

@@ -210,6 +210,77 @@ def info_engine_garbage_sidecar(root, art):
     return ["info", root / "m.engine"]
 
 
+def run_pixel_bomb_tiff(root, art):
+    from test_imageio_hardening import _tiff_header_only
+
+    src = _images(root)
+    _tiff_header_only(src / "c_bomb.tif", 25000, 25000)
+    return ["run", art["ckpt"], src, "-o", root / "out"]
+
+
+def run_multipage_tiff(root, art):
+    import tifffile
+
+    src = _images(root)
+    with tifffile.TiffWriter(src / "c_pages.tif") as tif:
+        for i in range(3):
+            tif.write(_img((16, 16), seed=i))
+    return ["run", art["ckpt"], src, "-o", root / "out"]
+
+
+def run_animated_png(root, art):
+    from PIL import Image
+
+    src = _images(root)
+    frames = [Image.fromarray(_img((16, 16), seed=i)) for i in range(3)]
+    frames[0].save(src / "c_anim.png", save_all=True, append_images=frames[1:])
+    return ["run", art["ckpt"], src, "-o", root / "out"]
+
+
+def run_crafted_checkpoint_config(root, art):
+    import shutil
+
+    src = _images(root)
+    shutil.copy(art["ckpt"], root / "m.safetensors")
+    cfg = json.loads(Path(art["ckpt"]).with_suffix(".json").read_text())
+    cfg["model"]["scale"] = "x"
+    (root / "m.json").write_text(json.dumps(cfg))
+    return ["run", root / "m.safetensors", src, "-o", root / "out"]
+
+
+def run_zero_kernel(root, art):
+    src = _images(root)
+    np.save(root / "k.npy", np.zeros((7, 7), np.float32))
+    return ["run", art["ckpt"], src, "-o", root / "out", "--degrade", f"blur:{root / 'k.npy'}+noise:5"]
+
+
+def export_triton_external_data_outside(root, art):
+    model = onnx.load(str(art["fp32"]))
+    (root / "work").mkdir()
+    (root / "secret").mkdir()
+    onnx.save(model, str(root / "work" / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    (root / "work" / "weights.bin").rename(root / "secret" / "weights.bin")
+    model = onnx.load(str(root / "work" / "m.onnx"), load_external_data=False)
+    for init in model.graph.initializer:  # point the data outside the model's folder (onnx.save refuses '..')
+        for entry in init.external_data:
+            if entry.key == "location":
+                entry.value = "../secret/weights.bin"
+    (root / "work" / "m.onnx").write_bytes(model.SerializeToString())
+    (root / "out").mkdir()
+    return ["export", root / "work" / "m.onnx", "--format", "triton-repo", "--backend", "onnxruntime",
+            "--out", root / "out" / "repo"]
+
+
+def train_lr_infinite(root, art):
+    src = _images(root)
+    cfg = {"model": "converse-dncnn", "model_config": {"num_blocks": 1, "num_features": 4}, "run_dir": str(root / "out"),
+           "data": {"clean": [str(src)]}, "train": {"iterations": 1, "patch_sizes": [16], "batch_sizes": [1],
+                                                     "stage_iters": [1]}}
+    (root / "c.json").write_text(json.dumps(cfg))
+    return ["train", "--config", root / "c.json", "train.lr=.inf"]
+
+
 def train_config_is_png(root, art):
     write_image(root / "config.png", _img((8, 8, 3)))
     return ["train", "--config", root / "config.png"]
@@ -253,6 +324,13 @@ CASES = [
     Case("info-garbage-onnx", "info", info_garbage_onnx, 2, "bad.onnx", writes=()),
     Case("info-engine-garbage-sidecar", "info", info_engine_garbage_sidecar, 2, "m.engine", writes=()),
     Case("train-config-is-png", "train", train_config_is_png, 2, "config.png", writes=()),
+    Case("train-lr-infinite", "train", train_lr_infinite, 2, "train.lr", writes=()),
+    Case("run-pixel-bomb-tiff", "run", run_pixel_bomb_tiff, 2, "c_bomb.tif", then=_restored("a.png", "b.png")),
+    Case("run-multipage-tiff", "run", run_multipage_tiff, 2, "c_pages.tif", then=_restored("a.png", "b.png")),
+    Case("run-animated-png", "run", run_animated_png, 2, "c_anim.png", then=_restored("a.png", "b.png")),
+    Case("run-crafted-checkpoint-config", "run", run_crafted_checkpoint_config, 2, "m.safetensors", writes=()),
+    Case("run-all-zero-kernel", "run", run_zero_kernel, 2, "k.npy", writes=()),
+    Case("export-triton-external-data-outside", "export", export_triton_external_data_outside, 2, "m.onnx", writes=()),
 ]
 
 

@@ -180,3 +180,23 @@ def test_info_does_not_claim_a_runtime_restore_run_refuses(tmp_path):
     onnx.save(model, str(path))
     r = runner.invoke(app, [str(path)])
     assert r.exit_code == 1 and "runs on: nothing" in r.output and "ONNX Runtime cannot run it" in r.output, r.output
+
+
+def test_run_keeps_icc_profiles_and_takes_max_pixels(tmp_path):
+    from PIL import Image, ImageCms
+    from test_export import _small_checkpoint
+
+    from cli.run import app
+    from restormer.imageio import read_icc_profile
+
+    colour_model = _small_checkpoint(tmp_path, "restormer-denoise-color")[0]
+    src = tmp_path / "in"
+    src.mkdir()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(_img((24, 24, 3))).save(src / "a.png", icc_profile=icc)
+    write_image(src / "b.png", _img((30, 30, 3), seed=3))
+    out = tmp_path / "out"
+    r = runner.invoke(app, [str(colour_model), str(src), "-o", str(out), "--max-pixels", "600"])
+    assert r.exit_code == 2 and "b.png" in r.output and "pixel limit" in r.output, r.output
+    assert (out / "a.png").is_file() and not (out / "b.png").exists()
+    assert read_icc_profile(out / "a.png") == read_icc_profile(src / "a.png") is not None

@@ -213,6 +213,7 @@ def test_nan_output_writes_nothing(models, tmp_path, monkeypatch):
 
 def test_unwritable_output_folder(models, tmp_path, monkeypatch):
     """Writing fails (here: mkstemp in the output folder raises EACCES for one file): that item fails, the rest continue."""
+    from restormer import fileio
     import tempfile
 
     from restormer import imageio
@@ -224,7 +225,7 @@ def test_unwritable_output_folder(models, tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(imageio.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", mkstemp)
     r = _batch_with(models, tmp_path, lambda p: write_image(p, _img((16, 16, 1))), "locked.png", "Permission denied")
     assert "cannot write" in r.output
 

@@ -363,3 +363,149 @@ def test_repository_modes_follow_the_umask(art, tmp_path):
         os.umask(old)
     modes = {p.relative_to(tmp_path): stat.S_IMODE(p.stat().st_mode) for p in [repo, *repo.rglob("*")]}
     assert all(m == (0o755 if (tmp_path / p).is_dir() else 0o644) for p, m in modes.items()), modes
+
+
+# ----------------------------------------------------------------- issue 16: what an export packages is checked
+
+W = (np.arange(3, dtype=np.float32) / 10).reshape(1, 3, 1, 1)
+
+
+def _onnx_with_data(folder: Path, location="weights/w.bin") -> Path:
+    """``folder/m.onnx`` computing x + W, W stored in the external file ``location``."""
+    h = onnx.helper
+    shape = ["N", 3, "H", "W"]
+    graph = h.make_graph([h.make_node("Add", ["x", "w"], ["y"])], "g",
+                         [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, shape)],
+                         initializer=[onnx.numpy_helper.from_array(W, "w")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 20)], ir_version=10)
+    for k, v in {"in_channels": "3", "out_channels": "3", "scale": "1", "pad_multiple": "1", "preset": "ext"}.items():
+        model.metadata_props.add(key=k, value=v)
+    (folder / "weights").mkdir(parents=True)
+    onnx.save_model(model, str(folder / "m.onnx"), save_as_external_data=True, location=location, size_threshold=0)
+    return folder / "m.onnx"
+
+
+def _relocate(onnx_path: Path, location: str) -> None:
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = location
+    onnx.save(model, str(onnx_path))
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def test_onnx_external_data_travels_with_the_model(tmp_path):
+    """Issue 16: model.onnx was copied without its external data file (the repository could not load)."""
+    import onnxruntime as ort
+
+    src = _onnx_with_data(tmp_path / "m")
+    (tmp_path / "m" / "unrelated.bin").write_bytes(b"not referenced")
+    repo = tmp_path / "repo"
+    r = _export(src, "--format", "triton-repo", "--backend", "onnxruntime", "--model-name", "ext", "--out", repo)
+    assert r.exit_code == 0, r.output
+    version = repo / "ext" / "1"
+    assert sorted(str(p.relative_to(version)) for p in version.rglob("*") if p.is_file()) == \
+        ["model.onnx", "weights/w.bin"]  # only what the model references
+    x = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+    y = ort.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, x + W)
+
+
+@pytest.mark.parametrize("how, words", [
+    ("absolute", "outside"), ("dotdot", "outside"), ("symlink", "outside"), ("missing", "not found"),
+    ("short", "shorter"), ("collides", "model.onnx"),
+])
+def test_onnx_external_data_outside_its_folder_is_refused(tmp_path, how, words):
+    """Issue 16: external data pointing outside the model's folder was packaged as is."""
+    src = _onnx_with_data(tmp_path / "m", location="w.bin")
+    outside = tmp_path / "outside.bin"
+    shutil.copyfile(tmp_path / "m" / "w.bin", outside)
+    if how == "absolute":
+        _relocate(src, str(outside))
+    elif how == "dotdot":
+        _relocate(src, "../outside.bin")
+    elif how == "symlink":
+        (tmp_path / "m" / "w.bin").unlink()
+        (tmp_path / "m" / "w.bin").symlink_to(outside)
+    elif how == "missing":
+        _relocate(src, "nope.bin")
+    elif how == "short":
+        (tmp_path / "m" / "w.bin").write_bytes(b"\0")
+    else:
+        _relocate(src, "model.onnx")
+        shutil.copyfile(outside, tmp_path / "m" / "model.onnx")
+    before = _tree(tmp_path)
+    r = _export(src, "--format", "triton-repo", "--backend", "onnxruntime", "--out", tmp_path / "repo")
+    assert r.exit_code == 2 and "error:" in r.output and str(src) in _text(r) and words in _text(r), r.output
+    assert _tree(tmp_path) == before  # nothing written, nothing changed
+
+
+def _edit_sidecar(engine: Path, text: str | bytes | None = None, **change) -> None:
+    path = core.sidecar_path(engine)
+    if text is None:
+        text = json.dumps({**json.loads(path.read_text()), **change})
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+
+@pytest.mark.parametrize("edit, words", [
+    ({"onnx_sha256": ""}, "onnx_sha256"),
+    ({"onnx_sha256": None}, "onnx_sha256"),
+    ({"onnx_sha256": "ab" * 32}, "sha256 differs"),
+    ({"plugin_sha256": 5}, "plugin_sha256"),
+    ({"profile": {"input": None}}, "profile"),
+    ({"profile": {"input": {"min": [1], "opt": [1], "max": []}}}, "profile"),
+    ({"profile": []}, "profile"),
+    ({"tensorrt_version": "banana"}, "TensorRT version"),
+    ("42", "not a JSON object"),
+    ("[1, 2]", "not a JSON object"),
+    (b"\xff\xfe\x00garbage", "not valid JSON"),
+    ("{", "not valid JSON"),
+])
+def test_engine_sidecar_must_vouch_for_the_plan(art, tmp_path, edit, words):
+    """Issue 16: a made-up sidecar (an empty onnx_sha256 skipped the check) was packaged, or a traceback."""
+    engine = _fake_engine(art, tmp_path / "e", plugin="")
+    _edit_sidecar(engine, **edit) if isinstance(edit, dict) else _edit_sidecar(engine, edit)
+    before = _tree(tmp_path)
+    r = _export(engine, "--format", "triton-repo", "--out", tmp_path / "repo")
+    assert r.exit_code == 2 and "error:" in r.output and words in _text(r), r.output
+    assert _tree(tmp_path) == before
+
+
+def test_plan_not_deserialised_is_said(art, tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except Exception:
+        pass
+    engine = _fake_engine(art, tmp_path / "e")
+    r = _export(engine, "--format", "triton-repo", "--model-name", "den", "--out", tmp_path / "repo", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    readme = " ".join((tmp_path / "repo" / "den" / "README.md").read_text().split())
+    assert "not deserialised" in readme and "TensorRT is not usable here" in readme
+    assert any("not deserialised" in n for n in json.loads((tmp_path / "r.json").read_text())["notes"])
+
+
+@pytest.mark.parametrize("loads", [False, True])
+def test_plan_is_deserialised_when_tensorrt_can(art, tmp_path, monkeypatch, loads):
+    """With TensorRT of the plan's version and a GPU (faked here), a plan TensorRT rejects is refused."""
+    from engines.tensorrt import builder
+
+    runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda data: object() if loads else None)
+    trt = types.SimpleNamespace(__version__="10.8.0.43", Logger=types.SimpleNamespace(WARNING=2, __call__=None),
+                                Runtime=lambda logger: runtime, get_plugin_registry=lambda: None)
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    monkeypatch.setattr(builder, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(builder, "gpu_info", lambda device=0: ("Fake GPU", "8.9"))
+    engine = _fake_engine(art, tmp_path / "e", plugin="")
+    r = _export(engine, "--format", "triton-repo", "--model-name", "den", "--out", tmp_path / "repo")
+    if loads:
+        assert r.exit_code == 0, r.output
+        assert "deserialised with TensorRT 10.8.0.43" in " ".join((tmp_path / "repo" / "den" / "README.md").read_text().split())
+    else:
+        assert r.exit_code == 2 and "could not deserialise" in _text(r) and str(engine) in _text(r), r.output
+        assert not (tmp_path / "repo").exists() and _leftovers(tmp_path) == []

@@ -150,3 +150,176 @@ def test_missing_tritonclient_is_one_clear_error(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "needs tritonclient" in " ".join(r.output.split())
     with pytest.raises(tcl.ClientError, match="choose http or grpc"):
         tcl.import_client("smtp")
+
+
+# ----------------------------------------------------------------- issue 16: bad folders, untrusted server
+
+
+def _fake_module(server=_FakeServer):
+    return types.SimpleNamespace(InferInput=httpclient.InferInput, InferRequestedOutput=httpclient.InferRequestedOutput,
+                                 InferenceServerClient=server)
+
+
+def _client(args, server=_FakeServer, monkeypatch=None):
+    from cli.client import app
+
+    monkeypatch.setattr(tcl, "import_client", lambda protocol: _fake_module(server))
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _snapshot(root):
+    return {str(p): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def _text(result) -> str:
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("how", ["symlink", "dotdot", "relative"])
+def test_output_folder_that_is_the_input_folder_is_refused(tmp_path, monkeypatch, how):
+    """Issue 16: -o a symlink to the input folder (or a '..' through one) overwrote the inputs."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_image(src / "a.png", np.full((9, 12, 3), 7, np.uint8))
+    if how == "symlink":
+        (tmp_path / "link").symlink_to(src)
+        out = tmp_path / "link"
+    elif how == "dotdot":  # lexically tmp_path, really in/
+        (tmp_path / "deep").symlink_to(src / "sub")
+        out = tmp_path / "deep" / ".."
+    else:
+        (tmp_path / "link").symlink_to("in")
+        monkeypatch.chdir(tmp_path)
+        out = "link/../link"
+    before = _snapshot(tmp_path)
+    r = _client([src / "a.png", "-o", out, "--model", "inv", "--overwrite"], monkeypatch=monkeypatch)
+    assert r.exit_code == 2 and "error:" in r.output and "a.png" in _text(r) and "choose another -o" in _text(r), r.output
+    assert _snapshot(tmp_path) == before
+
+
+def test_check_output_folder(tmp_path):
+    from cli.client import check_output_folder
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(src)
+    check_output_folder([src / "a.png"], src / "restored")  # inside the input tree, other names: fine
+    check_output_folder([src / "a.png"], tmp_path / "new" / "out")  # not there yet
+    for out in (src, tmp_path / "link", src / "restored" / "..", tmp_path / "link" / "." ):
+        with pytest.raises(ValueError, match="a.png"):
+            check_output_folder([tmp_path / "other.png", src / "a.png"], out)
+
+
+class _GarbageServer(_FakeServer):
+    """The first request gets ``garbage(x)``, the others ``1 - x``."""
+
+    garbage = None
+
+    def __init__(self, url, network_timeout=None):
+        super().__init__(url, network_timeout)
+        self.calls = 0
+
+    def infer(self, model, inputs, outputs=None, **kwargs):
+        tensor = inputs[0]
+        x = np.frombuffer(tensor._get_binary_data(), np.float32).reshape(tensor.shape())
+        self.calls += 1
+        y = type(self).garbage(x) if self.calls == 1 else 1 - x
+        return types.SimpleNamespace(as_numpy=lambda name: y)
+
+
+GARBAGE = {
+    "nan": lambda x: np.full_like(x, np.nan),
+    "inf": lambda x: np.where(np.arange(x.size).reshape(x.shape) == 5, np.inf, x).astype(np.float32),
+    "too large": lambda x: np.repeat(np.repeat(x, 2, 2), 2, 3),
+    "too small": lambda x: x[:, :, :8, :8],
+    "uint8": lambda x: (x * 255).astype(np.uint8),
+    "int32": lambda x: (x * 255).astype(np.int32),
+    "4 channels": lambda x: np.concatenate([x, x[:, :1]], 1),
+    "5-D": lambda x: x[None],
+    "batch 2": lambda x: np.concatenate([x, x]),
+    "strings": lambda x: np.array([b"oops"], dtype=object),
+}
+
+
+@pytest.mark.parametrize("kind", list(GARBAGE))
+def test_garbage_responses_fail_their_image_only(tmp_path, monkeypatch, kind):
+    """Issue 16: NaN from the server became an all-black PNG with exit 0; wrong shapes were cropped."""
+    monkeypatch.setattr(_GarbageServer, "garbage", staticmethod(GARBAGE[kind]))
+    (tmp_path / "in").mkdir()
+    a, b = np.full((20, 24, 3), 40, np.uint8), np.full((9, 12, 3), 100, np.uint8)
+    write_image(tmp_path / "in" / "a.png", a)
+    write_image(tmp_path / "in" / "b.png", b)
+    r = _client([tmp_path / "in", "-o", tmp_path / "out", "--model", "inv", "--json", tmp_path / "r.json"],
+                _GarbageServer, monkeypatch)
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and "a.png" in _text(r), r.output
+    assert not (tmp_path / "out" / "a.png").exists()
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "b.png"), 255 - b)
+    assert [i["status"] for i in json.loads((tmp_path / "r.json").read_text())["images"]] == ["error", "ok"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
+
+
+def _network_json(**change):
+    x, y = tc.TensorSpec("input", "TYPE_FP32", [-1, 3, -1, -1]), tc.TensorSpec("output", "TYPE_FP32", [-1, 3, -1, -1])
+    cfg = _server_json(tc.network_config("bad", "onnxruntime", [x], [y], {**META, "scale": "1"}, 4))
+    for key, value in change.items():
+        cfg[key] = value
+    return cfg
+
+
+def _first(role, **change):
+    cfg = _network_json()
+    return {role: [{**cfg[role][0], **change}]}
+
+
+BAD_CONFIGS = {
+    "a list": ([], "not a JSON object"),
+    "a string": ("config", "not a JSON object"),
+    "wrapped string": ({"config": "x"}, "not a JSON object"),
+    "no input": (_network_json(input=[]), "config has no input"),
+    "no output": (_network_json(output=None), "config has no output"),
+    "input not a list": (_network_json(input={"name": "input"}), "config has no input"),
+    "input strings": (_network_json(input=["input"]), "config has no input"),
+    "input without name": (_network_json(**_first("input", name=None)), "input has no name"),
+    "output without name": (_network_json(output=[{"data_type": "TYPE_FP32", "dims": [3, -1, -1]}]), "output has no name"),
+    "odd input dtype": (_network_json(**_first("input", data_type="TYPE_STRING")), "TYPE_STRING"),
+    "dtype not a string": (_network_json(**_first("input", data_type=7)), "data type 7"),
+    "odd output dtype": (_network_json(**_first("output", data_type="TYPE_INT64")), "TYPE_INT64"),
+    "3-D input": (_network_json(**_first("input", dims=[-1, -1])), "dims"),
+    "dims not numbers": (_network_json(**_first("input", dims=["a", -1, -1])), "dims"),
+    "dims missing": (_network_json(**_first("output", dims=None)), "dims"),
+    "channels disagree": (_network_json(**_first("input", dims=[1, -1, -1])), "channels"),
+    "parameters a list": (_network_json(parameters=[1]), "parameters"),
+    "parameter not a dict": (_network_json(parameters={**_network_json()["parameters"], "scale": "2"}), "scale"),
+    "parameter not a number": (_network_json(parameters={**_network_json()["parameters"],
+                                                         "pad_multiple": {"string_value": "eight"}}), "pad_multiple"),
+    "zero scale": (_network_json(parameters={**_network_json()["parameters"], "scale": {"string_value": "0"}}), "scale"),
+    "max_batch_size text": (_network_json(max_batch_size="many"), "max_batch_size"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_malformed_server_config_is_one_error(tmp_path, monkeypatch, name):
+    """Issue 16: a malformed config from the server gave AttributeError/ValueError tracebacks."""
+    config, words = BAD_CONFIGS[name]
+
+    class Server(_FakeServer):
+        def get_model_config(self, model):
+            return config
+
+    write_image(tmp_path / "a.png", np.zeros((9, 12, 3), np.uint8))
+    r = _client([tmp_path / "a.png", "-o", tmp_path / "out", "--model", "bad"], Server, monkeypatch)
+    assert r.exit_code == 2, r.output
+    assert "error: server model 'bad'" in _text(r) and words in _text(r), r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_inputs_with_one_name_write_one_output(tmp_path, monkeypatch):
+    for folder, value in (("x", 10), ("y", 20)):
+        (tmp_path / folder).mkdir()
+        write_image(tmp_path / folder / "a.png", np.full((9, 12, 3), value, np.uint8))
+    r = _client([tmp_path / "x", tmp_path / "y", "-o", tmp_path / "out", "--model", "inv", "--overwrite"],
+                monkeypatch=monkeypatch)
+    assert r.exit_code == 2 and "same file name" in _text(r), r.output
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "a.png"), np.full((9, 12, 3), 245, np.uint8))

@@ -33,6 +33,7 @@ from restormer.fileio import fix_tree_modes, staging_dir
 
 DEFAULT_MAX_BATCH = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
@@ -60,11 +61,122 @@ def _engine_onnx(engine: Path, sidecar: dict) -> Path:
     if not onnx_path.is_file():
         raise tc.RepositoryError(f"the ONNX file {engine} was built from is expected at {onnx_path} (its tensor names "
                                  f"and dtypes go into config.pbtxt); restore-export --format trt leaves it there")
-    want = sidecar.get("onnx_sha256") or ""
-    if want and core.sha256_file(onnx_path) != want:
+    want = sidecar["onnx_sha256"]  # required: _engine_sidecar refuses a sidecar without it
+    if core.sha256_file(onnx_path) != want:
         raise tc.RepositoryError(f"{onnx_path} is not the ONNX that {engine} was built from (sha256 differs from the "
                                  f"sidecar's onnx_sha256 {want[:12]}…)")
     return onnx_path
+
+
+def _check_profile(path: Path, profile) -> None:
+    def shape(v):
+        return isinstance(v, list) and v and all(type(i) is int and i > 0 for i in v)
+
+    def fits(p):
+        return (isinstance(p, dict) and all(shape(p.get(k)) for k in ("min", "opt", "max"))
+                and len({len(p[k]) for k in ("min", "opt", "max")}) == 1
+                and all(a <= b <= c for a, b, c in zip(p["min"], p["opt"], p["max"])))
+
+    if not (isinstance(profile, dict) and profile and all(fits(p) for p in profile.values())):
+        raise tc.RepositoryError(f"sidecar {path} has a malformed profile ({json.dumps(profile)[:80]}): expected "
+                                 f"{{input: {{min, opt, max: shapes}}}} as restore-export --format trt writes it")
+
+
+def _engine_sidecar(engine: Path) -> dict:
+    """``core.read_sidecar`` plus what it leaves unchecked: a JSON object, the TensorRT version, the
+    hashes and the profile. Without TensorRT the sidecar is all there is to check a plan against."""
+    path = core.sidecar_path(engine)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_bytes())
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise tc.RepositoryError(f"sidecar {path} is not valid JSON: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise tc.RepositoryError(f"sidecar {path} is not a JSON object")
+    sidecar = core.read_sidecar(engine)
+    try:
+        core.parse_version(str(sidecar["tensorrt_version"]))
+    except TrtError as exc:
+        raise tc.RepositoryError(f"sidecar {path}: {exc}") from None
+    for key, optional in (("onnx_sha256", False), ("plugin_sha256", True)):
+        value = sidecar[key]
+        if not (isinstance(value, str) and (_SHA256.fullmatch(value) or (optional and value == ""))):
+            raise tc.RepositoryError(f"sidecar {path} has no valid {key} ({value!r})"
+                                     + ("" if optional else ": the ONNX beside the engine cannot be checked against the "
+                                                            "plan; rebuild it with restore-export --format trt"))
+    _check_profile(path, sidecar["profile"])
+    return sidecar
+
+
+def _check_plan(engine: Path, sidecar: dict, plugin_libs) -> str:
+    """Deserialise the plan where this machine can (TensorRT of the plan's version, its GPU and plugin):
+    a plan TensorRT rejects is refused. Returns what was checked, for the notes and the README."""
+    from engines.tensorrt import builder
+
+    try:
+        trt = builder.import_tensorrt()
+        gpu, cc = builder.gpu_info()
+        core.check_runtime(sidecar, trt.__version__, gpu, cc, plugin_libs or ())
+    except TrtError as exc:
+        return (f"the plan was not deserialised ({str(exc).split('. ')[0]}): only its sidecar and the ONNX beside it "
+                f"were checked, the server's TensorRT is the first to load it")
+    builder.load_plugins(trt, plugin_libs or ())
+    try:
+        loaded = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine.read_bytes())
+    except Exception:  # the bindings raise on some corrupt plans instead of returning None
+        loaded = None
+    if loaded is None:
+        raise tc.RepositoryError(f"TensorRT {trt.__version__} could not deserialise {engine}: not a valid plan "
+                                 f"(rebuild it with restore-export --format trt)")
+    return f"the plan deserialised with TensorRT {trt.__version__} on {gpu}"
+
+
+def _external_tensors(model: onnx.ModelProto):
+    def graph_tensors(graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            yield from node_tensors(node)
+
+    def node_tensors(node):
+        for a in node.attribute:
+            yield from ([a.t] if a.HasField("t") else [])
+            yield from a.tensors
+            yield from ([a.sparse_tensor.values, a.sparse_tensor.indices] if a.HasField("sparse_tensor") else [])
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from graph_tensors(g)
+
+    tensors = [*graph_tensors(model.graph), *(t for f in model.functions for n in f.node for t in node_tensors(n))]
+    return [t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def _external_files(model: onnx.ModelProto, onnx_path: Path) -> list[str]:
+    """The external data files ``model`` references, relative to its folder: each must lie inside that
+    folder (no absolute path, '..' or symlink out of it) and hold the bytes the tensors claim."""
+    folder = onnx_path.parent.resolve()
+    files = []
+    for tensor in _external_tensors(model):
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        where = f"{onnx_path}: external data {location!r} of tensor {tensor.name!r}"
+        rel = os.path.normpath(location) if location else ""
+        if not rel or os.path.isabs(rel) or rel.split(os.sep)[0] == ".." or \
+                not (folder / rel).resolve().is_relative_to(folder):
+            raise tc.RepositoryError(f"{where} is outside the model's folder: keep the data files beside the .onnx "
+                                     f"(relative paths)")
+        if rel == tc.NETWORK_BACKENDS["onnxruntime"][2]:
+            raise tc.RepositoryError(f"{where} is named like the repository's model.onnx: rename the data file")
+        if not (folder / rel).is_file():
+            raise tc.RepositoryError(f"{where} not found beside the model")
+        try:
+            end = int(info.get("offset") or 0) + int(info.get("length") or 0)
+        except ValueError:
+            raise tc.RepositoryError(f"{where} has a malformed offset/length") from None
+        if end > (folder / rel).stat().st_size:
+            raise tc.RepositoryError(f"{where} is shorter than the tensor's offset + length ({end} bytes)")
+        files.append(rel)
+    return sorted(set(files))
 
 
 def _options(p: dict) -> dict:
@@ -132,7 +244,7 @@ def run_triton(main, params: dict) -> None:
                                          f"file for --backend onnxruntime)")
             if not Path(model).is_file():
                 raise tc.RepositoryError(f"engine {model} not found")
-            sidecar = core.read_sidecar(Path(model))
+            sidecar = _engine_sidecar(Path(model))
             if opts["release"]:
                 check_plan_release(sidecar["tensorrt_version"], opts["release"])
         elif kind == "onnx" and not Path(model).is_file():
@@ -188,19 +300,25 @@ def _build(main, params, opts, model, kind, sidecar, staging: Path, scratch: Pat
     if missing:
         raise tc.RepositoryError(f"{onnx_path} lacks the metadata {', '.join(missing)}: export it with restore-export")
     inputs, outputs = tc.onnx_io(proto)
+    data_files = [] if kind == "engine" else _external_files(proto, onnx_path)  # an engine's ONNX gives names only
     del proto
     name = opts["name"] or _derived_name(meta.get("preset") or Path(model).stem, onnx_path)
     version_dir = staging / name / "1"
     version_dir.mkdir(parents=True)
     mbs = opts["max_batch_size"]
 
-    tensorrt_version, plugin_sha, profile = None, "", None
+    tensorrt_version, plugin_sha, profile, plan_check = None, "", None, ""
     if opts["backend"] == "onnxruntime":
         shutil.copyfile(onnx_path, version_dir / "model.onnx")
+        for rel in data_files:  # ONNX Runtime finds them relative to model.onnx
+            (version_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(onnx_path.parent / rel, version_dir / rel)
         mbs = DEFAULT_MAX_BATCH if mbs is None else mbs
     else:
         plan = version_dir / "model.plan"
         if kind == "engine":
+            plan_check = _check_plan(Path(model), sidecar, params.get("plugin_lib"))
+            result["notes"].append(plan_check)
             shutil.copyfile(model, plan)
             core.write_sidecar(plan, sidecar)
         else:
@@ -239,7 +357,7 @@ def _build(main, params, opts, model, kind, sidecar, staging: Path, scratch: Pat
         (staging / model_name / "config.pbtxt").write_text(dumps(cfg))
     (staging / name / "README.md").write_text(model_readme(
         name, opts["backend"], meta, mbs, tensorrt_version=tensorrt_version, release=opts["release"],
-        plugin_sha256=plugin_sha, ensemble=ensemble, profile=profile, gpu=opts["kind"] != "cpu"))
+        plugin_sha256=plugin_sha, ensemble=ensemble, profile=profile, gpu=opts["kind"] != "cpu", plan_check=plan_check))
     result.update(models=list(configs), backend=opts["backend"], platform=configs[name]["platform"], max_batch_size=mbs,
                   tensorrt_version=tensorrt_version, triton_releases=releases_for(tensorrt_version) if tensorrt_version else [],
                   ensemble=ensemble)

@@ -17,7 +17,7 @@ def _release_table(tensorrt_version: str | None) -> list[str]:
 
 def model_readme(name: str, backend: str, meta: dict, max_batch_size: int, *, tensorrt_version: str | None = None,
                  release: str | None = None, plugin_sha256: str = "", ensemble: str | None = None,
-                 profile: dict | None = None, gpu: bool = True) -> str:
+                 profile: dict | None = None, gpu: bool = True, plan_check: str = "") -> str:
     fits = releases_for(tensorrt_version) if tensorrt_version else []
     image = release or (fits[-1] if fits else (list(TRITON_RELEASES)[-1] if backend == "onnxruntime" else "YY.MM"))
     gpus = "--gpus all " if gpu else ""
@@ -52,6 +52,8 @@ def model_readme(name: str, backend: str, meta: dict, max_batch_size: int, *, te
             *_release_table(tensorrt_version),
             "",
         ]
+        if plan_check:
+            lines += [f"Checked when this repository was written: {plan_check}.", ""]
         if profile:
             lines += ["Optimisation profile (requests outside it fail; tile large images on the client): "
                       + "; ".join(f"`{k}` min {v['min']} max {v['max']}" for k, v in profile.items()), ""]

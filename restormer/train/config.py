@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 import types
@@ -123,7 +124,10 @@ def read_file(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text config file (expected YAML, TOML or JSON)") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -134,8 +138,8 @@ def read_file(path) -> dict:
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'} ({first})") from None
-    if data is None:
-        return {}
+    if data is None or data == {}:
+        raise ConfigError(f"{path}: empty config file (expected a mapping of config keys)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     return data
@@ -212,9 +216,12 @@ def _coerce(value, tp, key: str):
         if isinstance(value, bool):
             raise bad
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise bad from None
+        if not math.isfinite(number):
+            raise ConfigError(f"config key {key}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, bool) and key == "resume":
             return "yes" if value else "no"
@@ -276,7 +283,11 @@ def check(cfg: Config) -> None:
     _need(t.amp in ("none", "bf16", "fp16"), f"train.amp must be none, bf16 or fp16, got {t.amp!r}")
     _need(t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}")
     _need(t.iterations > 0 and t.lr > 0 and t.log_every > 0, "train.iterations, train.lr and train.log_every must be positive")
-    _need(len(t.betas) == 2, f"train.betas needs two values, got {t.betas}")
+    _need(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), f"train.betas needs two values in [0, 1), got {t.betas}")
+    _need(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
+    _need(t.charbonnier_eps > 0, f"train.charbonnier_eps must be positive, got {t.charbonnier_eps}")
+    _need(all(m >= 0 for m in t.lr_mins) and all(w >= 0 for w in t.lr_restart_weights),
+          "train.lr_mins and train.lr_restart_weights must be >= 0")
     _need(len(t.lr_periods) == len(t.lr_mins) == len(t.lr_restart_weights) and all(p > 0 for p in t.lr_periods),
           "train.lr_periods, train.lr_mins and train.lr_restart_weights need the same length, periods > 0")
     _need(len(t.patch_sizes) == len(t.batch_sizes) == len(t.stage_iters) > 0,
@@ -285,4 +296,8 @@ def check(cfg: Config) -> None:
           "train.patch_sizes, train.batch_sizes and train.stage_iters must be positive")
     _need(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip must be positive or null")
     _need(v.every > 0 and cfg.checkpoint.every > 0, "val.every and checkpoint.every must be positive")
+    _need(v.crop is None or v.crop > 0, f"val.crop must be positive or null, got {v.crop}")
+    _need(v.limit is None or v.limit > 0, f"val.limit must be positive or null, got {v.limit}")
+    for key, seed in (("seed", cfg.seed), ("val.seed", v.seed)):
+        _need(0 <= seed < 2**63, f"{key} must be in [0, 2**63), got {seed}")
     _need(len(v.lq) == len(v.gt) and not (v.data and v.gt), "val: give val.data or val.lq + val.gt")

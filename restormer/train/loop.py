@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 import time
@@ -21,8 +22,8 @@ from restormer.train.config import Config, ConfigError
 from restormer.train.data import IterationBatches, batch_rng
 from restormer.train.model import build_model, forward, make_loss
 from restormer.train.schedule import CosineRestarts
-from restormer.train.setup import Plan, prepare
-from restormer.train.state import Log, load_state, rng_state, save_state, save_weights, set_rng_state, write_text
+from restormer.train.setup import Plan, check_patches, prepare
+from restormer.train.state import Log, load_state, restore, rng_state, save_state, save_weights, write_text
 from restormer.train.validate import validate
 
 
@@ -45,9 +46,20 @@ class Result:
     last_val: dict | None
 
 
+def check_run_dir(run: Path) -> None:
+    """run_dir must be a folder, or creatable in a writable one: checked before any data is loaded."""
+    existing = next(p for p in (run, *run.parents) if p.exists())
+    where = f"run_dir {run}" + ("" if existing == run else f": {existing}")
+    if not existing.is_dir():
+        raise ConfigError(f"{where} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where} is not writable")
+
+
 def resume_path(cfg: Config) -> Path | None:
     """The state to resume from, None for a fresh run; refuses to overwrite an existing run."""
     run = Path(cfg.run_dir)
+    check_run_dir(run)
     last = run / "last.state.pt"
     if cfg.resume == "no":
         if last.exists() or (run / "log.jsonl").exists():
@@ -101,14 +113,16 @@ def train(cfg: Config, hooks: Hooks | None = None) -> Result:
     dist = ddp.setup(cfg.train.device)
     try:
         plan = prepare(cfg, hooks.warn if dist.main else (lambda m: None))
+        check_patches(cfg.train.patch_sizes, plan)
         state = load_state(state_file, plan.spec) if state_file else None
         with _StopFlag() as stop:
-            return _run(cfg, plan, state, dist, hooks, stop)
+            return _run(cfg, plan, state_file, state, dist, hooks, stop)
     finally:
         ddp.cleanup(dist)
 
 
-def _run(cfg: Config, plan: Plan, state: dict | None, dist: ddp.Dist, hooks: Hooks, stop: _StopFlag) -> Result:
+def _run(cfg: Config, plan: Plan, state_file: Path | None, state: dict | None, dist: ddp.Dist, hooks: Hooks,
+         stop: _StopFlag) -> Result:
     t, spec, run = cfg.train, plan.spec, Path(cfg.run_dir)
     torch.manual_seed(cfg.seed)
     net = build_model(spec, cfg.init_weights).to(dist.device)
@@ -117,14 +131,7 @@ def _run(cfg: Config, plan: Plan, state: dict | None, dist: ddp.Dist, hooks: Hoo
     autocast, scaler = _autocast(t.amp, dist.device, hooks)
     start, best, window = 0, None, {"loss": 0.0, "count": 0}
     if state:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        for group, lr in zip(opt.param_groups, sched.get_lr()):  # the config's schedule, if it was extended
-            group["lr"] = lr
-        if scaler and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        restore(state_file, state, net, opt, sched, scaler)
         start, best, window = state["iteration"], state["best"], state["window"]
     model = ddp.wrap(net, dist)
     log = Log(run / "log.jsonl")

@@ -8,8 +8,8 @@ import inspect
 import torch
 from torch import Tensor, nn
 
-from restormer.checkpoints import load_weights, read_state_dict
-from restormer.presets import ARCHITECTURES, PRESETS, ModelSpec
+from restormer.checkpoints import WeightsError, load_weights, read_state_dict
+from restormer.presets import ARCHITECTURES, PRESETS, ModelSpec, check_model_config
 from restormer.train.config import Config, ConfigError
 
 # Constructor arguments that set the (input, output) channel counts of each architecture.
@@ -31,6 +31,10 @@ def model_spec(cfg: Config) -> ModelSpec:
     if unknown:
         raise ConfigError(f"unknown model_config key(s) {unknown} for {base.architecture}; valid keys: {', '.join(valid)}")
     config = {**base.config, **cfg.model_config}
+    try:
+        check_model_config(base.architecture, config, prefix="model_config.")
+    except WeightsError as exc:
+        raise ConfigError(str(exc)) from None
     in_ch, out_ch = base.in_channels, base.out_channels
     if base.architecture in _CHANNEL_ARGS:
         a, b = _CHANNEL_ARGS[base.architecture]

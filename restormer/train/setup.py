@@ -21,6 +21,7 @@ class Plan:
     valset: ValSet | None
     stages: Stages
     summary: dict  # image counts for the log
+    sizes: list[tuple[str, int, int]]  # (name, height, width) of every training (ground-truth) image
 
 
 def _check_model_data(cfg: Config, spec: ModelSpec) -> None:
@@ -37,6 +38,16 @@ def _check_model_data(cfg: Config, spec: ModelSpec) -> None:
         if p % spec.scale or (p // spec.scale) % spec.pad_multiple:
             raise ConfigError(f"train.patch_sizes: {p} must give inputs (patch / scale {spec.scale}) "
                               f"that are multiples of {spec.pad_multiple} for {spec.name}")
+
+
+def check_patches(patch_sizes: list[int], plan: Plan) -> None:
+    """Small images are mirror-padded to the patch, but a patch larger than every image is a typo (and memory)."""
+    fits = max(min(h, w) for _, h, w in plan.sizes)
+    name, h, w = min(plan.sizes, key=lambda s: min(s[1:]))
+    for p in patch_sizes:
+        if p > fits:
+            raise ConfigError(f"train.patch_sizes: {p} is larger than every training image "
+                              f"(at most {fits}; the smallest image is {name}, {h}x{w})")
 
 
 def prepare(cfg: Config, warn: Callable[[str], None]) -> Plan:
@@ -67,4 +78,5 @@ def prepare(cfg: Config, warn: Callable[[str], None]) -> Plan:
                "grey_skipped": loaded.grey_skipped, "val_images": len(valset.images) if valset else 0}
     trainset = TrainSet(loaded.images, d, cfg.seed, spec.in_channels, spec.scale, synthetic)
     stages = Stages(cfg.train.patch_sizes, cfg.train.batch_sizes, cfg.train.stage_iters)
-    return Plan(spec, trainset, valset, stages, summary)
+    sizes = [(name, h, w) for name, (h, w) in zip(loaded.names, loaded.sizes)]
+    return Plan(spec, trainset, valset, stages, summary, sizes)

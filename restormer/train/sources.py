@@ -80,6 +80,7 @@ def pair_files(lq_dirs: list[str], gt_dirs: list[str], warn: Callable[[str], Non
 class Loaded:
     images: list = field(default_factory=list)  # arrays (or paths when not cached), or (lq, gt) pairs
     names: list[str] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (height, width) of each (ground-truth) image
     unreadable: int = 0
     grey_skipped: int = 0
 
@@ -108,6 +109,7 @@ def load_all(items: list, channels: int, grey_to_rgb: bool, cache: bool, warn: C
             continue
         out.images.append((tuple(imgs) if len(imgs) > 1 else imgs[0]) if cache else item)
         out.names.append(paths[-1].name)
+        out.sizes.append(imgs[-1].shape[:2])
     if out.grey_skipped:
         warn(f"skipped {out.grey_skipped} grey image(s) for a colour model (set data.grey_to_rgb=true to use them)")
     return out

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restormer.checkpoints import _atomic_write, save_checkpoint
-from restormer.presets import ModelSpec
+from restormer.checkpoints import _atomic_write, load_weights, save_checkpoint
+from restormer.presets import ModelSpec, type_names
 from restormer.train.config import ConfigError
 
 STATE_FORMAT = 1
@@ -59,6 +59,7 @@ def load_state(path: Path, spec: ModelSpec) -> dict:
         raise ConfigError(f"{path}: not a readable resume state ({first})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or "spec" not in state:
         raise ConfigError(f"{path}: not a restore-train resume state")
+    _check_structure(path, state)
     theirs = state["spec"]
     if theirs["architecture"] != spec.architecture:
         raise ConfigError(f"cannot resume from {path}: it trains a {theirs['architecture']} model ({theirs['name']}), "
@@ -67,6 +68,64 @@ def load_state(path: Path, spec: ModelSpec) -> dict:
         diff = sorted(k for k in set(theirs["config"]) | set(spec.config) if theirs["config"].get(k) != spec.config.get(k))
         raise ConfigError(f"cannot resume from {path}: its model configuration differs in {', '.join(diff)}")
     return state
+
+
+# What the loop reads from a state, with the types it needs.
+_FIELDS = {"iteration": int, "model": dict, "spec": dict, "optimizer": dict, "scheduler": dict, "rng": dict,
+           "best": (dict, type(None)), "window": dict}
+_PARTS = {"spec": {"name": str, "architecture": str, "config": dict}, "rng": {"torch": torch.Tensor},
+          "window": {"loss": (int, float), "count": int}, "best": {"iter": int, "val_psnr": (int, float)}}
+
+
+def _misfit(path: Path, why: str) -> ConfigError:
+    return ConfigError(f"resume state {path} does not fit this run: {why}")
+
+
+def _need_type(path: Path, mapping: dict, key: str, tp, name: str) -> None:
+    if key not in mapping:
+        raise _misfit(path, f"{name} is missing")
+    value = mapping[key]
+    if not isinstance(value, tp) or (isinstance(value, bool) and tp is int):
+        raise _misfit(path, f"{name} has type {type(value).__name__}, expected {type_names(tp)}")
+
+
+def _check_structure(path: Path, state: dict) -> None:
+    for key, tp in _FIELDS.items():
+        _need_type(path, state, key, tp, key)
+    for key, parts in _PARTS.items():
+        for sub, tp in parts.items():
+            if state[key] is not None:
+                _need_type(path, state[key], sub, tp, f"{key}.{sub}")
+    if state["iteration"] < 0:
+        raise _misfit(path, f"iteration {state['iteration']} is negative")
+    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        raise _misfit(path, "model holds values that are not tensors")
+
+
+def _check_optimizer(opt: torch.optim.Optimizer) -> None:
+    """Moments of the wrong shape load silently and fail only at the first step."""
+    for param, values in opt.state.items():
+        for name, v in values.items():
+            if isinstance(v, torch.Tensor) and v.dim() and v.shape != param.shape:
+                raise ValueError(f"optimizer {name} has shape {tuple(v.shape)}, its parameter {tuple(param.shape)}")
+
+
+def restore(path: Path, state: dict, net: nn.Module, opt, sched, scaler) -> None:
+    """Load a checked state into the run's model, optimiser, scheduler, scaler and RNG."""
+    try:
+        load_weights(net, state["model"], source="its model weights")
+        opt.load_state_dict(state["optimizer"])
+        _check_optimizer(opt)
+        sched.load_state_dict(state["scheduler"])
+        for group, lr in zip(opt.param_groups, sched.get_lr()):  # the config's schedule, if it was extended
+            group["lr"] = lr
+        if scaler and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+    except KeyError as exc:
+        raise _misfit(path, f"key {exc} is missing") from None
+    except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        raise _misfit(path, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
 
 
 class Log:

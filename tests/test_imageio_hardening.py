@@ -1,0 +1,320 @@
+"""Issue 16 review of image files: pixel limit, CMYK, multi-page/animated, ICC, JPEG quality, kernels."""
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import tifffile
+from PIL import Image, ImageCms, ImageFile
+
+from restormer import imageio
+from restormer.degrade import load_kernel, parse_degradation
+from restormer.imageio import (ImageReadError, read_icc_profile, read_image, read_image_alpha, set_max_pixels,
+                               storable_path, write_image)
+
+rng = np.random.default_rng(16)
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.fixture(autouse=True)
+def _default_limit(monkeypatch):
+    monkeypatch.delenv("RESTORE_MAX_PIXELS", raising=False)
+    yield
+    set_max_pixels(None)
+
+
+def _no_decoding(monkeypatch):
+    """Any attempt to decode pixel data fails loudly: the checks must come from the header."""
+    def refuse(*args, **kwargs):
+        raise RuntimeError("pixel data was decoded")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", refuse)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+# ----------------------------------------------------------------------------- crafted headers
+
+def _tiff_header_only(path: Path, width: int, height: int) -> None:
+    """A 8-bit grey TIFF whose IFD declares width x height but holds 16 bytes of data."""
+    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+            (277, 3, 1), (278, 4, height), (279, 4, width * height)]
+    data_at = 8 + 2 + 12 * len(tags) + 4
+    ifd = b"".join(struct.pack("<HHII", tag, kind, 1, data_at if tag == 273 else value) for tag, kind, value in tags)
+    path.write_bytes(b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + b"\x00" * 4 + b"\x00" * 16)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def _jpeg_header_only(path: Path, width: int, height: int) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+
+
+# ----------------------------------------------------------------------------- 1. pixel limit
+
+def test_default_limit_is_200_megapixels():
+    assert imageio.MAX_PIXELS == 200_000_000
+
+
+def test_tiff_bomb_refused_from_header(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.tif"
+    _tiff_header_only(path, 25000, 25000)
+    assert path.stat().st_size < 200
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageReadError) as err:
+        read_image(path)
+    assert str(err.value) == (f"{path}: 25000x25000 = 625.0 MP is over the pixel limit of 200.0 MP "
+                              "(raise it with --max-pixels or RESTORE_MAX_PIXELS)")
+
+
+@pytest.mark.parametrize("craft,name", [(_png_header_only, "bomb.png"), (_jpeg_header_only, "bomb.jpg")])
+def test_pillow_bombs_get_our_message_first(tmp_path, monkeypatch, craft, name):
+    craft(tmp_path / name, 30000, 30000)
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageReadError, match=r"bomb\.\w+: 30000x30000 = 900\.0 MP is over the pixel limit of 200\.0 MP"):
+        read_image_alpha(tmp_path / name)
+
+
+def test_pillow_own_bomb_limit_does_not_apply_below_ours(tmp_path, monkeypatch):
+    # 182 MP: over Pillow's DecompressionBombError threshold (179 MP), under our 200 MP.
+    _png_header_only(tmp_path / "big.png", 14000, 13000)
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageReadError, match="pixel data was decoded"):
+        read_image(tmp_path / "big.png")
+
+
+@pytest.mark.parametrize("name", ["s.png", "s.tif"])
+def test_limit_parameter_setter_and_environment(tmp_path, monkeypatch, name):
+    path = tmp_path / name
+    write_image(path, rng.integers(0, 256, (10, 20, 3)).astype(np.uint8))  # 200 px
+    with pytest.raises(ImageReadError, match=r"20x10 = 0\.0 MP is over the pixel limit of 0\.0 MP"):
+        read_image(path, max_pixels=199)
+    assert read_image(path, max_pixels=200).shape == (10, 20, 3)
+    assert read_image(path, max_pixels=0).shape == (10, 20, 3)  # 0: no limit
+    monkeypatch.setenv("RESTORE_MAX_PIXELS", "199")
+    with pytest.raises(ImageReadError, match="pixel limit"):
+        read_image(path)
+    assert read_image(path, max_pixels=200).shape == (10, 20, 3)  # the argument wins
+    set_max_pixels(0)  # the setter (a --max-pixels option) wins over the environment
+    assert read_image(path).shape == (10, 20, 3)
+    set_max_pixels(199)
+    monkeypatch.delenv("RESTORE_MAX_PIXELS")
+    with pytest.raises(ImageReadError, match="pixel limit"):
+        read_image(path)
+    set_max_pixels(None)
+    assert read_image(path).shape == (10, 20, 3)
+
+
+def test_bad_limits_are_value_errors(tmp_path, monkeypatch):
+    write_image(tmp_path / "s.png", np.zeros((4, 4), np.uint8))
+    monkeypatch.setenv("RESTORE_MAX_PIXELS", "lots")
+    with pytest.raises(ValueError, match="RESTORE_MAX_PIXELS.*'lots'"):
+        read_image(tmp_path / "s.png")
+    with pytest.raises(ValueError, match="max_pixels"):
+        set_max_pixels(-1)
+    with pytest.raises(ValueError, match="max_pixels"):
+        read_image(tmp_path / "s.png", max_pixels=-5)
+
+
+# ----------------------------------------------------------------------------- 2. CMYK
+
+def _pillow_cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(cmyk, mode="CMYK").convert("RGB"))
+
+
+def test_cmyk_tiff_is_converted_like_pillow(tmp_path):
+    cmyk = rng.integers(0, 256, (9, 11, 4)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "c.tif", cmyk, photometric="separated")
+    img, alpha = read_image_alpha(tmp_path / "c.tif")
+    assert img.shape == (9, 11, 3) and img.dtype == np.uint8 and alpha is None
+    np.testing.assert_allclose(img.astype(int), _pillow_cmyk_to_rgb(cmyk).astype(int), atol=1)
+
+
+def test_cmyk_tiff_16bit_and_with_alpha(tmp_path):
+    cmyk = rng.integers(0, 65536, (6, 7, 4)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "c16.tif", cmyk, photometric="separated")
+    img = read_image(tmp_path / "c16.tif")
+    c, k = cmyk[..., :3].astype(np.float64), cmyk[..., 3:].astype(np.float64)
+    assert img.dtype == np.uint16
+    np.testing.assert_allclose(img, (65535 - c) * (65535 - k) / 65535, atol=0.5)
+    cmyka = rng.integers(0, 256, (6, 7, 5)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "ca.tif", cmyka, photometric="separated", extrasamples=["unassalpha"])
+    img, alpha = read_image_alpha(tmp_path / "ca.tif")
+    np.testing.assert_allclose(img.astype(int), _pillow_cmyk_to_rgb(cmyka[..., :4]).astype(int), atol=1)
+    np.testing.assert_array_equal(alpha[..., 0], cmyka[..., 4])
+
+
+def test_tiff_colour_models_we_cannot_convert_are_refused(tmp_path):
+    inks = rng.integers(0, 256, (5, 5, 4)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "inks.tif", inks, photometric="separated", extratags=[(332, "H", 1, 2, True)])
+    with pytest.raises(ImageReadError, match=r"inks\.tif.*ink set"):
+        read_image(tmp_path / "inks.tif")
+    tifffile.imwrite(tmp_path / "pal.tif", inks[..., 0], photometric="palette",
+                     colormap=np.tile(np.arange(256, dtype=np.uint16) * 257, (3, 1)))
+    with pytest.raises(ImageReadError, match=r"pal\.tif.*PALETTE"):
+        read_image(tmp_path / "pal.tif")
+
+
+def test_miniswhite_tiff_is_inverted(tmp_path):
+    grey = rng.integers(0, 256, (5, 6)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "w.tif", 255 - grey, photometric="miniswhite")
+    np.testing.assert_array_equal(read_image(tmp_path / "w.tif")[..., 0], grey)
+
+
+def test_cmyk_jpeg_is_converted_like_pillow(tmp_path):
+    cmyk = rng.integers(0, 256, (8, 8, 4)).astype(np.uint8)
+    Image.fromarray(cmyk, mode="CMYK").save(tmp_path / "c.jpg", quality=100)
+    with Image.open(tmp_path / "c.jpg") as im:
+        want = np.asarray(im.convert("RGB"))
+    img, alpha = read_image_alpha(tmp_path / "c.jpg")
+    assert alpha is None
+    np.testing.assert_array_equal(img, want)
+
+
+# ----------------------------------------------------------------------------- 2. pages and frames
+
+def test_multipage_tiff_is_refused(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "two.tif") as tif:
+        tif.write(np.zeros((4, 4), np.uint8))
+        tif.write(np.ones((4, 4), np.uint8))
+    with pytest.raises(ImageReadError, match=r"two\.tif: has 2 pages; .*split it first"):
+        read_image(tmp_path / "two.tif")
+
+
+def test_tiff_with_a_reduced_resolution_page_is_one_image(tmp_path):
+    img = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
+    with tifffile.TiffWriter(tmp_path / "pyr.tif") as tif:
+        tif.write(img, photometric="rgb")
+        tif.write(img[::2, ::2], photometric="rgb", subfiletype=1)
+    np.testing.assert_array_equal(read_image(tmp_path / "pyr.tif"), img)
+
+
+@pytest.mark.parametrize("name", ["anim.png", "anim.gif"])
+def test_animations_are_refused(tmp_path, name):
+    frames = [Image.fromarray(np.full((6, 6, 3), v, np.uint8)) for v in (0, 120, 250)]
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError, match=rf"{name}: has 3 frames; .*split it first"):
+        read_image(tmp_path / name)
+    frames[0].save(tmp_path / f"one{Path(name).suffix}")
+    assert read_image(tmp_path / f"one{Path(name).suffix}").shape[:2] == (6, 6)
+
+
+# ----------------------------------------------------------------------------- 2. ICC profiles
+
+def test_icc_profile_is_read_from_pillow_and_tiff_files(tmp_path):
+    img = rng.integers(0, 256, (5, 6, 3)).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "p.png", icc_profile=SRGB)
+    Image.fromarray(img).save(tmp_path / "j.jpg", icc_profile=SRGB)
+    tifffile.imwrite(tmp_path / "t.tif", img, photometric="rgb", iccprofile=SRGB)
+    write_image(tmp_path / "none.png", img)
+    for name in ("p.png", "j.jpg", "t.tif"):
+        assert read_icc_profile(tmp_path / name) == SRGB, name
+    assert read_icc_profile(tmp_path / "none.png") is None
+
+
+@pytest.mark.parametrize("name,alpha", [("o.png", False), ("o.jpg", False), ("o.tif", False),
+                                        ("a.png", True), ("a.tif", True)])
+def test_icc_profile_is_written(tmp_path, name, alpha):
+    img = rng.integers(0, 256, (5, 6, 3)).astype(np.uint8)
+    a = rng.integers(0, 256, (5, 6, 1)).astype(np.uint8) if alpha else None
+    write_image(tmp_path / name, img, a, icc_profile=SRGB)
+    assert read_icc_profile(tmp_path / name) == SRGB
+    got, got_alpha = read_image_alpha(tmp_path / name)
+    assert got.shape == img.shape and (got_alpha is None) == (a is None)
+
+
+def test_icc_profile_of_another_colour_space_is_not_written(tmp_path):
+    grey = rng.integers(0, 256, (5, 6)).astype(np.uint8)
+    write_image(tmp_path / "g.png", grey, icc_profile=SRGB)  # an RGB profile cannot describe grey data
+    assert read_icc_profile(tmp_path / "g.png") is None
+    gray_profile = SRGB[:16] + b"GRAY" + SRGB[20:]
+    write_image(tmp_path / "g.tif", grey, icc_profile=gray_profile)
+    assert read_icc_profile(tmp_path / "g.tif") == gray_profile
+
+
+# ----------------------------------------------------------------------------- 2. JPEG quality
+
+def test_jpeg_is_written_at_quality_95_without_chroma_subsampling(tmp_path):
+    img = rng.integers(0, 256, (16, 24, 3)).astype(np.uint8)
+    write_image(tmp_path / "q.jpg", img)
+    want = io.BytesIO()
+    Image.fromarray(img).save(want, "JPEG", quality=95, subsampling=0)
+    assert (tmp_path / "q.jpg").read_bytes() == want.getvalue()
+
+
+# ----------------------------------------------------------------------------- 3. 16-bit grey, colour model
+
+def test_16bit_grey_replicated_for_a_colour_model_degrades_and_is_storable(tmp_path):
+    grey = rng.integers(0, 65536, (16, 16, 1)).astype(np.uint16)
+    write_image(tmp_path / "g16.png", grey)
+    rgb = read_image(tmp_path / "g16.png", channels=3)
+    assert rgb.dtype == np.uint16 and rgb.shape == (16, 16, 3)
+    sample = parse_degradation("noise:25").apply(rgb, seed=0)
+    degraded = (sample.lq.clip(0, 1) * 65535).round().astype(np.uint16)
+    target = storable_path(tmp_path / "g16_degraded.png", degraded)
+    assert target == tmp_path / "g16_degraded.tif"
+    write_image(target, degraded)
+    np.testing.assert_array_equal(read_image(target), degraded)
+
+
+def test_storable_path_keeps_what_the_format_holds(tmp_path):
+    u8, u16 = np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2, 3), np.uint16)
+    assert storable_path(tmp_path / "a.png", u8) == tmp_path / "a.png"
+    assert storable_path(tmp_path / "a.png", u16[..., :1]) == tmp_path / "a.png"
+    assert storable_path(tmp_path / "a.jpg", u16[..., :1]) == tmp_path / "a.tif"
+    assert storable_path(tmp_path / "a.TIF", u16) == tmp_path / "a.TIF"
+    assert storable_path(tmp_path / "a.jpg", u8, alpha=u8[..., :1]) == tmp_path / "a.png"
+    assert storable_path(tmp_path / "a.png", u16, alpha=u16[..., :1]) == tmp_path / "a.tif"
+    with pytest.raises(ValueError, match=r"a\.png.*16-bit colour"):
+        write_image(tmp_path / "a.png", u16)
+
+
+# ----------------------------------------------------------------------------- 4. kernels
+
+def _zero_kernel_files(tmp_path: Path, k: np.ndarray) -> list[Path]:
+    np.save(tmp_path / "k.npy", k)
+    scipy.io.savemat(tmp_path / "k5.mat", {"kernels": k})
+    with h5py.File(tmp_path / "k73.mat", "w") as f:
+        f.create_dataset("kernels", data=k.T)
+    return [tmp_path / "k.npy", tmp_path / "k5.mat", tmp_path / "k73.mat"]
+
+
+def test_all_zero_kernels_are_refused_alike_in_every_format(tmp_path):
+    paths = _zero_kernel_files(tmp_path, np.zeros((5, 5)))
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "k.png")
+    paths.append(tmp_path / "k.png")
+    messages = []
+    for path in paths:
+        with pytest.raises(ValueError) as err:
+            load_kernel(path)
+        messages.append(str(err.value).replace(str(path), "PATH"))
+    assert messages == ["PATH: kernel sums to 0, not a blur (all zero or negative)"] * 4
+    with pytest.raises(ValueError, match=r"bad degradation.*k\.npy: kernel sums to 0"):
+        parse_degradation(f"blur:{tmp_path / 'k.npy'}")
+
+
+def test_negative_sum_and_non_finite_kernels_are_refused(tmp_path):
+    for path in _zero_kernel_files(tmp_path, -np.eye(3) / 3):
+        with pytest.raises(ValueError, match=r"kernel sums to -1, not a blur"):
+            load_kernel(path)
+    for bad in (np.nan, np.inf):
+        k = np.eye(3)
+        k[0, 1] = bad
+        for path in _zero_kernel_files(tmp_path, k):
+            with pytest.raises(ValueError, match="kernel has non-finite values"):
+                load_kernel(path)
