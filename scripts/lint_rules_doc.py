@@ -54,7 +54,7 @@ def render() -> str:
         "empty names too; from 10.6 only named ones) [mi-10.3, mi-10.6]; UINT8 tensors only at the "
         "network boundary [mi-10.3]; the model's default-domain opset within the documented range "
         "(below); Q/DQ: zero point all zeros and INT8, constant positive scale, explicit `axis` with a "
-        "per-channel scale; If: both branches with the same number of outputs.",
+        "per-channel scale; If: both branches with the same number of outputs; Split: `num_outputs` equal to the declared outputs and not given with `split`.",
         "",
         "| operator | inputs | outputs | attributes (allowed values) | required | types of input 0 | per line | sources |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -102,7 +102,7 @@ def _branch(value: float):
         np.array([value], np.float32)))], "branch", [], [out])
 
 
-def build(op, inputs, attrs, n_out, *, opset=20, out_types=None):
+def build(op, inputs, attrs, n_out, *, opset=20, out_types=None, infer=True):
     """A one-node model: constants become initializers, tensors graph inputs, '' omitted inputs."""
     names, inits, graph_inputs = [], [], []
     for i, spec in enumerate(inputs):
@@ -122,8 +122,8 @@ def build(op, inputs, attrs, n_out, *, opset=20, out_types=None):
     graph = helper.make_graph([node], "g", graph_inputs, [], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     # graph outputs typed as the ONNX shape inference types them (a checker-valid model)
-    try:
-        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    try:  # (infer=False: forms whose shape inference aborts the process, e.g. Split with extra outputs)
+        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info} if infer else {}
     except onnx.shape_inference.InferenceError:  # the broken variants of some tests
         inferred = {}
     for o in outputs:
@@ -341,3 +341,26 @@ def test_rules_document_is_current():
     script = Path(__file__).resolve().parents[1] / "scripts" / "lint_rules_doc.py"
     assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0, \
         "docs/TENSORRT_LINT.md is out of date: run python scripts/lint_rules_doc.py"
+
+
+def test_split_num_outputs_must_match_and_stand_alone():
+    x = EXAMPLES["Split"][0][0]
+    good = build("Split", [x], {"axis": 1, "num_outputs": 2}, 2)
+    assert not any(verdicts(good).values())
+    for inputs, n in (([x], 3), ([x, const([2, 2], I64)], 2)):
+        model = build("Split", inputs, {"axis": 1, "num_outputs": 2}, n, infer=False)
+        assert all(verdicts(model).values()), (len(inputs), n)
+
+
+def test_a_file_that_aborts_onnx_shape_inference_is_still_linted(tmp_path):
+    """onnx's C++ shape inference asserts (aborts the process) on a Split with more outputs than
+    num_outputs: --check-trt on such a crafted file must report it, not die."""
+    from typer.testing import CliRunner
+
+    from cli.export import app
+
+    model = build("Split", [EXAMPLES["Split"][0][0]], {"axis": 1, "num_outputs": 2}, 3, infer=False)
+    path = tmp_path / "crafted.onnx"
+    onnx.save(model, str(path))
+    r = CliRunner().invoke(app, [str(path), "--check-trt", "10.13"])
+    assert r.exit_code == 1 and "num_outputs=2 but 3 outputs" in r.output, r.output

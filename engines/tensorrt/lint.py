@@ -66,6 +66,17 @@ def table_version(version) -> str:
     return [r for r in onnx_trt_ops.VERSIONS if onnx_trt_ops._key(r) <= key][-1]
 
 
+def _aborts_inference(model: onnx.ModelProto) -> bool:
+    from engines.tensorrt.core import _all_nodes
+
+    for node in _all_nodes(model.graph):
+        if node.op_type == "Split":
+            n = next((a.i for a in node.attribute if a.name == "num_outputs"), None)
+            if n is not None and n != len(node.output):
+                return True
+    return False
+
+
 def _types(model: onnx.ModelProto) -> dict[str, int]:
     types: dict[str, int] = {}
 
@@ -88,7 +99,10 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
                         visit(g)
 
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+        # onnx's C++ inference aborts the process (an assert, not an exception) on a Split whose
+        # num_outputs differs from its outputs: such a file is linted without inferred types.
+        inferred = model if _aborts_inference(model) else onnx.shape_inference.infer_shapes(
+            model, check_type=False, strict_mode=False)
     except Exception:  # types are a bonus: the op check works without them
         inferred = model
     visit(inferred.graph)
@@ -186,7 +200,19 @@ def _if_issues(node, consts, types) -> list[str]:
     return []
 
 
-_SPECIAL = {"QuantizeLinear": _qdq_issues, "DequantizeLinear": _qdq_issues, "If": _if_issues}
+def _split_issues(node, consts, types) -> list[str]:
+    """imp-10.3 Split L5517-5541: num_outputs must be the number of declared outputs, and not given
+    together with the split sizes."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    found = []
+    if "num_outputs" in attrs and attrs["num_outputs"] != len(node.output):
+        found.append(f"num_outputs={attrs['num_outputs']} but {len(node.output)} outputs are declared")
+    if "num_outputs" in attrs and len(node.input) > 1 and node.input[1]:
+        found.append("num_outputs and the split input given together")
+    return found
+
+
+_SPECIAL = {"QuantizeLinear": _qdq_issues, "DequantizeLinear": _qdq_issues, "If": _if_issues, "Split": _split_issues}
 
 
 def _allow_list_issues(node, rule: allowlist.Rule, line: str, consts, types, name) -> list[LintIssue]:
