@@ -66,7 +66,7 @@ def table_version(version) -> str:
     return [r for r in onnx_trt_ops.VERSIONS if onnx_trt_ops._key(r) <= key][-1]
 
 
-def _aborts_inference(model: onnx.ModelProto) -> bool:
+def aborts_inference(model: onnx.ModelProto) -> bool:
     from engines.tensorrt.core import _all_nodes
 
     for node in _all_nodes(model.graph):
@@ -101,7 +101,7 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
     try:
         # onnx's C++ inference aborts the process (an assert, not an exception) on a Split whose
         # num_outputs differs from its outputs: such a file is linted without inferred types.
-        inferred = model if _aborts_inference(model) else onnx.shape_inference.infer_shapes(
+        inferred = model if aborts_inference(model) else onnx.shape_inference.infer_shapes(
             model, check_type=False, strict_mode=False)
     except Exception:  # types are a bonus: the op check works without them
         inferred = model
