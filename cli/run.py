@@ -22,7 +22,7 @@ from engines.tiling import restore_array
 from restormer.checkpoints import WeightsError
 from restormer.degrade import SPEC_GRAMMAR, BicubicSR, load_kernel, parse_degradation
 from restormer.imageio import (IMAGE_EXTENSIONS, ImageReadError, list_images, read_icc_profile, read_image,
-                               read_image_alpha, set_max_pixels, storable_path, write_image)
+                               read_image_alpha, storable_path, write_image)
 from restormer.metrics import psnr, ssim
 
 EPILOG = f"""
@@ -148,11 +148,13 @@ def _find_gt(gt_dir: Path, name: Path) -> Path:
 
 
 class Restorer:
-    def __init__(self, runner, tile, overlap, batch, degradation, kernel, seed, gt_dir, outdir, overwrite):
+    def __init__(self, runner, tile, overlap, batch, degradation, kernel, seed, gt_dir, outdir, overwrite,
+                 max_pixels: int | None = None):
         self.runner, self.spec = runner, runner.spec
         self.tile, self.overlap, self.batch = tile, overlap, batch
         self.degradation, self.kernel, self.seed = degradation, kernel, seed
         self.gt_dir, self.outdir, self.overwrite = gt_dir, outdir, overwrite
+        self.max_pixels = max_pixels  # None: the module's limit ($RESTORE_MAX_PIXELS or 200 MP)
 
     def outputs(self, path: Path) -> list[Path]:
         """Every file restoring ``path`` writes: the result, and with --degrade the degraded input."""
@@ -193,7 +195,7 @@ class Restorer:
             return
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise ItemError(f"{path}: not an image file type ({', '.join(IMAGE_EXTENSIONS)})")
-        img, alpha = read_image_alpha(path)
+        img, alpha = read_image_alpha(path, max_pixels=self.max_pixels)
         icc = read_icc_profile(path)
         in_channels = img.shape[2]
         model_img = img if in_channels == spec.in_channels else (
@@ -243,7 +245,7 @@ class Restorer:
             alpha = None
         if self.gt_dir is not None:
             gt_path = _find_gt(self.gt_dir, path)
-            gt = read_image(gt_path, channels=result.shape[2])
+            gt = read_image(gt_path, channels=result.shape[2], max_pixels=self.max_pixels)
             border = spec.scale if spec.scale > 1 else 0
         if gt is not None:
             gt_cmp = gt if gt.shape[2] == result.shape[2] else _grey(gt)
@@ -298,8 +300,6 @@ def main(
             raise ValueError(f"--gt {gt}: not a folder")
         if json_out and not json_out.parent.is_dir():
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
-        if max_pixels is not None:
-            set_max_pixels(max_pixels)
         paths = expand_inputs(inputs)
         if not paths:
             raise ValueError(f"no input images matched {' '.join(inputs)}")
@@ -317,7 +317,7 @@ def main(
 
     out.print(f"[bold]{runner.spec.name}[/] on {runner.describe()}: {len(paths)} image(s) -> {outdir}"
               + (f", tiles {tile} overlap {tile_overlap}" if tile else ""))
-    restorer = Restorer(runner, tile, tile_overlap, batch, degradation, kernel, seed, gt, outdir, overwrite)
+    restorer = Restorer(runner, tile, tile_overlap, batch, degradation, kernel, seed, gt, outdir, overwrite, max_pixels)
     input_set = {os.path.abspath(p) for p in paths}
     conflicts = restorer.plan(paths, input_set)
     items: list[Item] = []

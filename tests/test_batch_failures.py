@@ -200,3 +200,6 @@ def test_run_keeps_icc_profiles_and_takes_max_pixels(tmp_path):
     assert r.exit_code == 2 and "b.png" in r.output and "pixel limit" in r.output, r.output
     assert (out / "a.png").is_file() and not (out / "b.png").exists()
     assert read_icc_profile(out / "a.png") == read_icc_profile(src / "a.png") is not None
+    from restormer.imageio import pixel_limit
+
+    assert pixel_limit() >= 200_000_000  # the option is per run: nothing global is left behind

@@ -195,7 +195,7 @@ runner = CliRunner()
     "args,needle",
     [
         (["no-such-model"], "unknown model"),
-        (["{ckpt}", "--opset", "18"], "too old"),
+        (["{ckpt}", "--opset", "18"], "must be 20"),
         (["{ckpt}", "--precision", "int4"], "--precision"),
         (["converse-dncnn", "--weights", "{ckpt}"], "do not fit"),
     ],
