@@ -269,3 +269,46 @@ def test_flop_estimates():
     ratio = matmul_lowering_flops(8, 32, 32, 5, 4, 0)["inverse"] / matmul_lowering_flops(8, 32, 32, 5, 1, 0)["inverse"]
     assert ratio == 16
     print(f"Converse-DnCNN layer: matmul {mm['total'] / 1e6:.0f} MFLOP vs FFT {fft['total'] / 1e6:.0f} MFLOP")
+
+
+def _lower_dft(model):
+    from export.lowering import lower_converse2d
+
+    lowered = lower_converse2d(model, "dft")
+    onnx.checker.check_model(lowered, full_check=True)
+    ops = _op_types(lowered)
+    assert not any(op == "Converse2D" for _, op in ops) and ("", "DFT") in ops
+    assert not any(f.name == "Converse2D" for f in lowered.functions)
+    return lowered
+
+
+@pytest.mark.parametrize("mode", PADDING_MODES)
+@pytest.mark.parametrize("scale", [1, 2, 3])
+@pytest.mark.parametrize("padding", [0, 2])
+def test_dft_lowering_fp32(scale, padding, mode):
+    """--converse-lowering dft (ONNX DFT nodes, TensorRT 11.2+) against the float64 reference."""
+    gen = torch.Generator().manual_seed(100 * scale + 10 * padding + PADDING_MODES.index(mode))
+    sess = _session(_lower_dft(converse_model(scale, padding, mode)))
+    worst = 0.0
+    for b, c, h, w, kb, ksize, lb in CASES:
+        x, kernel, lam = _inputs(gen, b, c, h, w, kb, ksize, lb)
+        ref = converse2d(x, kernel, lam, scale, padding, mode).numpy()
+        (out,) = sess.run(None, _feed(x, kernel, lam))
+        assert out.shape == (b, c, h * scale, w * scale) and out.dtype == np.float32
+        worst = max(worst, float(np.abs(out - ref).max()))
+    assert worst <= 1e-4
+
+
+def test_dft_lowering_fp16_keeps_the_solve_in_fp32():
+    gen = torch.Generator().manual_seed(6)
+    lowered = _lower_dft(converse_model(2, 1, "reflect", FLOAT16))
+    sess = _session(lowered)
+    feed = _feed(*_inputs(gen, *CASES[0]), FLOAT16)
+    (out,) = sess.run(None, feed)
+    assert out.dtype == np.float16
+    ref = converse2d(*(torch.from_numpy(a.astype(np.float64)) for a in feed.values()), 2, 1, "reflect").numpy()
+    assert float(np.abs(out.astype(np.float64) - ref).max() / np.abs(ref).max()) <= 2e-3
+    inferred = onnx.shape_inference.infer_shapes(lowered)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    dft_inputs = [n.input[0] for n in lowered.graph.node if n.op_type == "DFT"]
+    assert dft_inputs and all(types.get(i) == FLOAT for i in dft_inputs)  # the FFT plugin's FP16 needs 2^n sizes
