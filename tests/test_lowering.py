@@ -109,12 +109,14 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("method", ["matmul", "dft"])
 @pytest.mark.parametrize("mode", PADDING_MODES)
 @pytest.mark.parametrize("scale", [1, 2, 3])
 @pytest.mark.parametrize("padding", [0, 2])
-def test_matmul_lowering_fp32(scale, padding, mode):
+def test_matmul_lowering_fp32(scale, padding, mode, method):
+    """Both plugin-free lowerings (dft: ONNX DFT nodes, TensorRT 11.2+) against the float64 reference."""
     gen = torch.Generator().manual_seed(100 * scale + 10 * padding + PADDING_MODES.index(mode))
-    sess = _session(_lower(converse_model(scale, padding, mode)))
+    sess = _session((_lower if method == "matmul" else _lower_dft)(converse_model(scale, padding, mode)))
     worst = 0.0
     for b, c, h, w, kb, ksize, lb in CASES:
         x, kernel, lam = _inputs(gen, b, c, h, w, kb, ksize, lb)
@@ -122,7 +124,7 @@ def test_matmul_lowering_fp32(scale, padding, mode):
         (out,) = sess.run(None, _feed(x, kernel, lam))
         assert out.shape == (b, c, h * scale, w * scale) and out.dtype == np.float32
         worst = max(worst, float(np.abs(out - ref).max()))
-    print(f"matmul lowering fp32 s={scale} p={padding} {mode}: max abs err {worst:.2e}")
+    print(f"{method} lowering fp32 s={scale} p={padding} {mode}: max abs err {worst:.2e}")
     assert worst <= 1e-4
 
 
@@ -280,23 +282,6 @@ def _lower_dft(model):
     assert not any(op == "Converse2D" for _, op in ops) and ("", "DFT") in ops
     assert not any(f.name == "Converse2D" for f in lowered.functions)
     return lowered
-
-
-@pytest.mark.parametrize("mode", PADDING_MODES)
-@pytest.mark.parametrize("scale", [1, 2, 3])
-@pytest.mark.parametrize("padding", [0, 2])
-def test_dft_lowering_fp32(scale, padding, mode):
-    """--converse-lowering dft (ONNX DFT nodes, TensorRT 11.2+) against the float64 reference."""
-    gen = torch.Generator().manual_seed(100 * scale + 10 * padding + PADDING_MODES.index(mode))
-    sess = _session(_lower_dft(converse_model(scale, padding, mode)))
-    worst = 0.0
-    for b, c, h, w, kb, ksize, lb in CASES:
-        x, kernel, lam = _inputs(gen, b, c, h, w, kb, ksize, lb)
-        ref = converse2d(x, kernel, lam, scale, padding, mode).numpy()
-        (out,) = sess.run(None, _feed(x, kernel, lam))
-        assert out.shape == (b, c, h * scale, w * scale) and out.dtype == np.float32
-        worst = max(worst, float(np.abs(out - ref).max()))
-    assert worst <= 1e-4
 
 
 def test_dft_lowering_fp16_keeps_the_solve_in_fp32():
