@@ -75,8 +75,8 @@ def check_output_folder(inputs: Sequence[Path | str], out_dir: Path | str) -> No
         except OSError:
             pass
         if clash:
-            raise ValueError(f"-o {out_dir} would overwrite the input {path} (it is that file's folder, through "
-                             f"symlinks or '..'): choose another -o")
+            raise ValueError(f"refusing to overwrite the input {path}: -o {out_dir} is its folder (also through "
+                             f"symlinks or '..'); choose another -o")
 
 
 def run(app: typer.Typer) -> None:
