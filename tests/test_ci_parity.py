@@ -41,10 +41,10 @@ def exports(tmp_path_factory):
     return tmp_path_factory.mktemp("ci_parity")
 
 
-# Known regression, not from code: in this machine's fresh environment (2026-12-05) the INT8 export's
+# Known regression, not from this code: in this machine's fresh environment (2026-12-05) the INT8 export's
 # self-check gives 32.0 dB (< 35) also at the previous session's commit 039c14c, with onnxruntime 1.32.0
 # and 1.31.1 alike; the previous session measured it passing. The cause (a dependency of the trace or
-# of the calibration) is not found yet: xfail, not skip, so a fixed environment shows up as XPASS.
+# of the calibration, or the calibration data) is not found yet: xfail, not skip, so a fix shows up as XPASS.
 INT8_REGRESSION = pytest.mark.xfail(reason="INT8 self-check 32.0 dB < 35 dB in the 2026-12-05 environment, "
                                            "also at 039c14c: environment regression under investigation", strict=False)
 
