@@ -11,6 +11,7 @@ older than ``STALE_SECONDS`` (a live writer's temporary is younger).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -45,8 +46,6 @@ def clean_stale_temporaries(path: Path, older_than: float = STALE_SECONDS) -> li
             if now - tmp.lstat().st_mtime < older_than:
                 continue
             if tmp.is_dir() and not tmp.is_symlink():
-                import shutil
-
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import onnx
 import typer
 
 from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, console, fail, out, write_json
@@ -27,10 +28,8 @@ def _export_onnx(main, params: dict, onnx_out: Path) -> dict:
         return json.loads(side.read_text())
 
 
-def _save_prepared(onnx_path: Path, target: Path, version: str | None) -> Path:
+def _save_prepared(model, target: Path, version: str | None) -> Path:
     """The ONNX as ``prepare_onnx`` hands it to the parser of ``version`` (else the installed TensorRT's)."""
-    import onnx
-
     from engines.tensorrt.core import prepare_onnx
     from restormer.fileio import atomic_write
 
@@ -38,7 +37,9 @@ def _save_prepared(onnx_path: Path, target: Path, version: str | None) -> Path:
         from engines.tensorrt.builder import import_tensorrt
 
         version = import_tensorrt().__version__
-    prepared, _ = prepare_onnx(onnx.load(str(onnx_path)), version)
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    prepared, _ = prepare_onnx(model, version)
     return atomic_write(target, lambda tmp: onnx.save(prepared, str(tmp)))
 
 
@@ -98,12 +99,13 @@ def run_trt(main, params: dict) -> None:
     status = 0
     if check:
         try:
-            issues = lint(onnx_path, check)
+            proto = onnx.load(str(onnx_path))  # read once: lint, plugin count and --save-prepared share it
+            issues = lint(proto, check)
         except TrtError as exc:
             raise fail(str(exc), EXIT_BAD_INPUT)
         except Exception as exc:  # not an ONNX file (protobuf DecodeError and the like)
             raise fail(f"cannot read {onnx_path} as ONNX: {exc}", EXIT_BAD_INPUT)
-        report = format_report(issues, check, str(onnx_path), plugin_node_count(onnx_path))
+        report = format_report(issues, check, str(onnx_path), plugin_node_count(proto))
         (console if issues else out).print(report, highlight=False, soft_wrap=True)
         result["check_trt"] = {"version": check, "table": table_version(check), "line": line_of(parse_version(check)),
                                "passed": not issues,
@@ -113,7 +115,7 @@ def run_trt(main, params: dict) -> None:
 
     if prepared_out is not None:
         try:
-            result["prepared"] = str(_save_prepared(onnx_path, prepared_out, check))
+            result["prepared"] = str(_save_prepared(proto if check else onnx_path, prepared_out, check))
         except TrtError as exc:
             raise fail(str(exc), EXIT_BAD_INPUT)
         out.print(f"prepared for the TensorRT parser (trtexec --onnx=...): [bold]{prepared_out}[/]")

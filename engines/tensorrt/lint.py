@@ -375,9 +375,9 @@ def format_report(issues: list[LintIssue], version, path: str = "", plugin_nodes
 def version_for(installed: str) -> str:
     """The version to lint for on a machine with TensorRT ``installed``: itself, or the newest release
     this lint knows when it is newer (TrtError when older than 10.3)."""
-    v = parse_version(installed)
-    table_version(".".join(map(str, v[:2])) if v[:2] <= allowlist.NEWEST else ".".join(map(str, allowlist.NEWEST)))
-    return installed if v[:2] <= allowlist.NEWEST else ".".join(map(str, allowlist.NEWEST))
+    chosen = installed if parse_version(installed)[:2] <= allowlist.NEWEST else ".".join(map(str, allowlist.NEWEST))
+    table_version(chosen)  # refuses versions before 10.3
+    return chosen
 
 
 if __name__ == "__main__":  # scripts/verify_gpu.sh: python -m engines.tensorrt.lint --version-for 10.3.0.30
