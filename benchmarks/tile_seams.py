@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from engines.tiling import restore_array
+from restormer.tiling import restore_array
 from restormer.degrade import add_gaussian_noise
 from restormer.imageio import from_float, read_image
 from restormer.metrics import psnr, psnr_peak1

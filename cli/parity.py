@@ -14,7 +14,7 @@ from rich.table import Table
 from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, console, fail, out, run, write_json
 from restormer.metrics import PSNR_CAP, psnr_peak1
 from engines.backends import BACKENDS, BackendError, PyTorchRunner, as_polygraphy, load_runner
-from engines.tiling import pad_reflect, padded_size
+from restormer.tiling import pad_reflect, padded_size
 from restormer.checkpoints import WeightsError
 from restormer.degrade import SPEC_GRAMMAR, parse_degradation
 from restormer.evaluate import _score, check_compatible

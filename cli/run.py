@@ -18,7 +18,7 @@ from rich.table import Table
 from cli.common import EXIT_BAD_INPUT, check_output_folder, check_tiling, fail, out, run, write_json
 from engines.backends import BACKENDS, BackendError, load_runner
 from engines.shard import parse_shard, shard_slice
-from engines.tiling import restore_array
+from restormer.tiling import restore_array
 from restormer.checkpoints import WeightsError
 from restormer.degrade import SPEC_GRAMMAR, BicubicSR, load_kernel, parse_degradation
 from restormer.imageio import (IMAGE_EXTENSIONS, ImageReadError, list_images, read_icc_profile, read_image,

@@ -10,7 +10,7 @@ Every runner has ``name`` (the backend, e.g. ``ort-cpu``), ``precision`` (``fp32
 ``int8``), ``spec`` (a ``ModelSpec``: channels, scale, pad_multiple, needs_kernel),
 ``input_names`` / ``output_names`` and ``get_input_metadata()`` (name -> (numpy dtype, shape with
 None for dynamic axes)). ``run`` casts to the artefact's input dtype (FP16-IO ONNX models take
-float16) and always returns float32; it does not pad: see ``engines.tiling.restore_array``.
+float16) and always returns float32; it does not pad: see ``restormer.tiling.restore_array``.
 
 ``load_runner(artifact, backend="auto")``: ``.onnx`` -> ONNX Runtime (TensorRT EP > CUDA EP > CPU
 when the installed onnxruntime has them), ``.engine``/``.plan`` -> TensorRT (with its JSON sidecar),

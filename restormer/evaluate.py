@@ -55,7 +55,7 @@ def evaluate_image(model: nn.Module, spec: ModelSpec, degradation: Degradation, 
     kernel = torch.from_numpy(sample.kernel)[None, None] if spec.needs_kernel else None
     t0 = time.perf_counter()
     if tile:
-        from engines.tiling import restore_array  # the runtime's tiling, so eval scores what restore-run does
+        from restormer.tiling import restore_array  # the runtime's tiling, so eval scores what restore-run does
 
         y = torch.from_numpy(restore_array(lambda t: restore(model, spec, torch.from_numpy(t), kernel).numpy(),
                                            spec, x.numpy(), tile=tile, overlap=overlap))[None]

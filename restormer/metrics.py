@@ -71,6 +71,35 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     raise TypeError(f"rgb_to_y supports uint8 or float images, got {img.dtype}")
 
 
+def _to_255(img: np.ndarray) -> np.ndarray:
+    """uint8 as is; uint16 rescaled to the 0-255 scale (float64); floats are taken as 0-255 already."""
+    if img.dtype == np.uint16:
+        return img.astype(np.float64) * (255.0 / 65535.0)
+    return img
+
+
+def task_scores(restored, gt, *, border: int = 0, y_channel: bool = False, with_ssim: bool = True) -> tuple[float, float]:
+    """PSNR and SSIM of a restored image against its ground truth, as the papers' test scripts.
+
+    Both uint8 or uint16 (HxW or HxWxC; 16-bit is scored on the 0-255 scale); ``border`` pixels
+    shaved; ``y_channel``: on the Y of MATLAB ``rgb2ycbcr`` for RGB images (rounded for uint8, as the
+    official code). SSIM is NaN where it is not asked for or the image is smaller than its window.
+    """
+    restored, gt = np.asarray(restored), np.asarray(gt)
+    if restored.shape != gt.shape:
+        raise ValueError(f"ground truth is {gt.shape[1]}x{gt.shape[0]}, the output "
+                         f"{restored.shape[1]}x{restored.shape[0]}")
+    if y_channel and restored.ndim == 3 and restored.shape[2] == 3:
+        if restored.dtype == np.uint16:
+            restored, gt = (rgb_to_y(x.astype(np.float64) / 65535.0) * 255.0 for x in (restored, gt))
+        else:
+            restored, gt = rgb_to_y(restored), rgb_to_y(gt)
+    a, b = _to_255(restored), _to_255(gt)
+    value = psnr(a, b, border)
+    small = min(a.shape[:2]) - 2 * border < 7
+    return value, (ssim(a, b, border) if with_ssim and not small else float("nan"))
+
+
 PSNR_CAP = 200.0  # identical outputs (JSON has no inf)
 
 

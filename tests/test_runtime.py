@@ -1,4 +1,4 @@
-"""engines.backends (runners, load_runner) and engines.tiling (tiled inference with feathered blending)."""
+"""engines.backends (runners, load_runner) and restormer.tiling (tiled inference with feathered blending)."""
 
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from conftest import need_shared
 from engines.backends import (
     BackendError, OnnxRuntimeRunner, PyTorchRunner, TensorRTRunner, as_polygraphy, available_backends, load_runner,
 )
-from engines.tiling import ramp_weights, restore_array, tile_count, tile_starts
+from restormer.tiling import ramp_weights, restore_array, tile_count, tile_starts
 from restormer.presets import ModelSpec
 
 

@@ -151,7 +151,7 @@ def _load_python_model(folder: Path, monkeypatch):
 def test_python_models_match_restore_run(art, tmp_path, monkeypatch):
     from cli.run import _grey, _to_uint
     from engines.backends import load_runner
-    from engines.tiling import restore_array
+    from restormer.tiling import restore_array
 
     repo = tmp_path / "repo"
     assert _export(art["fp32"], "--format", "triton-repo", "--backend", "onnxruntime", "--with-preprocess",
@@ -176,7 +176,7 @@ def test_python_models_match_restore_run(art, tmp_path, monkeypatch):
 
 
 def test_processing_padding_and_channels_follow_the_project():
-    from engines.tiling import DEFAULT_MIN_SIZE, pad_reflect, padded_size
+    from restormer.tiling import DEFAULT_MIN_SIZE, pad_reflect, padded_size
     from restormer.imageio import to_tensor
 
     assert processing.MIN_SIZE == DEFAULT_MIN_SIZE

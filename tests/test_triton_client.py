@@ -1,5 +1,5 @@
 """restore-client without a server: its requests and the decoding of responses, checked with tritonclient's
-own InferInput / InferResult classes and the project's padding (engines.tiling), and the command with a
+own InferInput / InferResult classes and the project's padding (restormer.tiling), and the command with a
 stand-in server object."""
 
 import json
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from engines.tiling import pad_reflect, padded_size
+from restormer.tiling import pad_reflect, padded_size
 from engines.triton import client as tcl
 from engines.triton import config as tc
 from engines.triton.pbtxt import dumps
