@@ -10,6 +10,7 @@ older than ``STALE_SECONDS`` (a live writer's temporary is younger).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -103,3 +104,12 @@ def fix_tree_modes(root: Path) -> None:
             p = Path(folder) / f
             if not p.is_symlink():
                 os.chmod(p, file_mode())
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
