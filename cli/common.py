@@ -11,7 +11,11 @@ from typing import Sequence
 import typer
 from rich.console import Console
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from restormer.errors import RestoreError, one_line
+
+EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUN_FAILED = 1, 2, 3
+# What a command reports as one error line (and an exit code) instead of a traceback.
+USER_ERRORS = (RestoreError, ValueError, OSError)
 
 console = Console(stderr=True)
 out = Console()
@@ -21,6 +25,17 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print one clear error line and return the Exit to raise."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The one mapping of errors to exit codes: RestoreError subclasses carry theirs
+    (restormer/errors.py); anything else a user can cause (ValueError, OSError) is bad input."""
+    return exc.exit_code if isinstance(exc, RestoreError) else EXIT_BAD_INPUT
+
+
+def fail_from(exc: BaseException, code: int | None = None) -> typer.Exit:
+    """``fail`` with the exception's first line and its exit code (or ``code``)."""
+    return fail(one_line(exc), exit_code(exc) if code is None else code)
 
 
 def write_json(path: Path, data: dict) -> None:
