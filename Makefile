@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all paper-full bench clean
+.PHONY: demo test paper-full bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,7 @@ test: $(STAMP)
 paper-full: $(STAMP)
 	$(PY) -m pytest -m paper_full --durations=30
 
+# Converse2D speed against the official algorithm (docs/RESULTS.md); the other benchmarks: benchmarks/*.py.
 bench: $(STAMP)
 	$(PY) benchmarks/converse2d_speed.py
 

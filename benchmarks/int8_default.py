@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import latency_ms  # noqa: E402
 
 from calibration.data import load_images, select_paths  # noqa: E402
-from calibration.int8 import Int8Options, run_set, session, task_psnr  # noqa: E402
-from export.onnx_export import export  # noqa: E402
-from export.ort_session import make_session  # noqa: E402
+from calibration.int8 import Int8Options, Int8Quantizer  # noqa: E402
+from calibration.search import run_set, task_psnr  # noqa: E402
+from export.onnx_export import ExportOptions, export  # noqa: E402
+from export.ort_session import cpu_session, make_session  # noqa: E402
 from restormer.presets import PRESETS, shared_dir  # noqa: E402
 
 SPLIT = {"calib": (0, 20), "search": (20, 34), "test": (34, 68)}
@@ -64,12 +65,13 @@ def main() -> int:
         tmp = Path(tmp)
         sets = split_folders(args.data, tmp)
         files = {"fp32": tmp / "fp32.onnx", "int8_fp32": tmp / "int8_fp32.onnx", "int8_fp16": tmp / "int8_fp16.onnx"}
-        export("default", files["fp32"], precision="fp32")
+        export("default", files["fp32"])
         for fallback in ("fp32", "fp16"):
             opts = Int8Options(calib_dir=sets["calib"], calib_count=20, calib_method=args.method,
                                degrade="noise:25", search_dir=sets["search"], search_count=14,
                                psnr_budget=args.budget, fallback=fallback)
-            r = export("default", files[f"int8_{fallback}"], precision="int8", int8=opts)
+            r = export("default", files[f"int8_{fallback}"], options=ExportOptions(precision="int8"),
+                       quantizer=Int8Quantizer(opts))
             rep = r.int8
             result[f"int8_{fallback}_export"] = {
                 "search_drop_db": rep["psnr"]["drop_db"], "int8_mac_share": rep["int8_mac_share"],
@@ -81,7 +83,7 @@ def main() -> int:
         test = load_images(select_paths(sets["test"]), spec, None, "noise:25", seed=0, what="test")
         scores = {}
         for name, path in files.items():
-            scores[name] = task_psnr(run_set(session(str(path), threads=2, level="all"), test), test)
+            scores[name] = task_psnr(run_set(cpu_session(path, threads=2, level="all"), test), test)
         result["test_psnr"] = scores
         result["test_drop_db"] = {k: scores["fp32"] - scores[k] for k in ("int8_fp32", "int8_fp16")}
         print(f"34 test images: FP32 {scores['fp32']:.3f} dB, INT8/fp32 {scores['int8_fp32']:.3f} dB "

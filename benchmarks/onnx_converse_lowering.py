@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from export.lowering import fft_flops, matmul_lowering_flops
-from export.onnx_export import export
+from export.onnx_export import ExportOptions, export
 from restormer.presets import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,7 +50,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for lowering in ("function", "matmul"):
             path = Path(tmp) / f"{lowering}.onnx"
-            export(args.preset, path, converse_lowering=lowering, verify_size=32)
+            export(args.preset, path, options=ExportOptions(converse_lowering=lowering, verify_size=32))
             s = session(path, args.threads)
             y = s.run(None, {"input": x})[0]
             ms, p90 = latency_ms(lambda: s.run(None, {"input": x}), args.runs)

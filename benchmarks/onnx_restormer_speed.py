@@ -38,8 +38,9 @@ import numpy as np
 import onnx
 import torch
 
-from export.onnx_export import finish_onnx, node_counts, trace
+from export.onnx_export import node_counts
 from export.ort_session import make_session
+from export.stages import ExportOptions, finish, prepare, trace
 from restormer.presets import ModelSpec
 from restormer.restormer_arch import Restormer
 
@@ -116,8 +117,8 @@ def main() -> int:
     traced = trace(net, spec)
     plain = onnx.ModelProto()
     plain.CopyFrom(traced)
-    plain = finish_onnx(plain, spec, "fp32", "function", False, False, "", optimize=False)
-    optimized = finish_onnx(traced, spec, "fp32", "function", False, False, "", optimize=True)
+    plain = finish(prepare(plain, optimize=False), spec, ExportOptions())
+    optimized = finish(prepare(traced, optimize=True), spec, ExportOptions())
     export_s = time.perf_counter() - t0
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from restormer.degrade import parse_degradation
+from restormer.errors import BadInput
 from restormer.imageio import ImageReadError, list_images, read_image
 from restormer.presets import ModelSpec
 from restormer.restormer_arch import pad_to_multiple
 
 
-class CalibrationError(ValueError):
+class CalibrationError(BadInput):
     """Bad calibration input (folder, counts, sizes, cache); nothing was written."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 
 from calibration.data import CalibrationError
+from export.ort_session import cpu_session
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT, CACHE_VERSION = "restormer-int8-ranges", 1
@@ -82,14 +83,7 @@ def calibrate(model: onnx.ModelProto, inputs: list[tuple[np.ndarray, ...]], meth
 
 
 def _set_threads(calibrator, threads: int) -> None:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, options, providers=["CPUExecutionProvider"])
+    calibrator.infer_session = cpu_session(calibrator.augmented_model_path, threads=threads, level="basic")
 
 
 def amax_of(ranges: dict[str, list[float]]) -> dict[str, float]:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 
-from cli.common import EXIT_BAD_INPUT, console, fail, out, run, write_json
-from engines.backends import BACKENDS, BackendError, load_runner
-from restormer.checkpoints import WeightsError
-from restormer.presets import PRESETS, build, resolve
+from cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, set_threads, write_json
+from engines.backends import BACKENDS
+from engines.bench import bench_one, markdown
+from restormer.errors import one_line
 
 EPILOG = f"""
 [bold]Examples[/]
@@ -48,115 +46,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _status_kb(key: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mb() -> float:
-    kb = _status_kb("VmHWM")
-    if kb is None:
-        import resource
-
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024.0
-
-
-def current_rss_mb() -> float:
-    kb = _status_kb("VmRSS")
-    return (kb or 0) / 1024.0
-
-
-def count_flops(spec, shape: tuple[int, ...], kernel_shape=None) -> float | None:
-    """FLOPs of one forward of the spec's architecture (random weights: FLOPs do not depend on them)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    try:
-        net = build(spec).eval()
-    except Exception:
-        return None
-    args = [torch.rand(*shape)]
-    if spec.needs_kernel:
-        args.append(torch.full(kernel_shape or (shape[0], 1, 7, 7), 1 / 49))
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        net(*args)
-    return float(counter.get_total_flops())
-
-
-def _reference_spec(runner, reference: str | None):
-    if reference:
-        return resolve(reference)
-    from engines.backends import PyTorchRunner
-
-    if isinstance(runner, PyTorchRunner):
-        return runner.spec  # the checkpoint's own configuration
-    return PRESETS.get(runner.spec.name)  # ONNX / engine: the preset named in the metadata, if any
-
-
-def bench_one(artifact: str, backend: str, size: tuple[int, int], batch: int, warmup: int, iters: int,
-              threads: int | None, reference: str | None) -> dict:
-    h, w = size
-    reset = reset_peak()
-    base = current_rss_mb() if reset else peak_rss_mb()
-    runner = load_runner(artifact, backend, threads=threads)
-    spec = runner.spec
-    m = max(spec.pad_multiple, 1)
-    ph, pw = -(-h // m) * m, -(-w // m) * m
-    x = np.random.default_rng(0).random((batch, spec.in_channels, ph, pw), dtype=np.float32)
-    kernel = np.full((1, 1, 7, 7), 1 / 49, np.float32) if spec.needs_kernel else None
-    times = []
-    with runner:
-        for _ in range(warmup):
-            runner.run(x, kernel)
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            runner.run(x, kernel)
-            times.append(time.perf_counter() - t0)
-        peak = peak_rss_mb() - base
-    ms = np.array(times) * 1000
-    median, p90 = float(np.median(ms)), float(np.percentile(ms, 90))
-    row = {
-        "artifact": artifact, "backend": runner.name, "precision": runner.precision, "size": f"{h}x{w}",
-        "batch": batch, "median_ms": round(median, 3), "p90_ms": round(p90, 3),
-        "images_per_s": round(batch * 1000 / median, 3), "mpix_per_s": round(batch * h * w / 1e6 * 1000 / median, 3),
-        "peak_mem_mb": round(max(peak, 0.0), 1), "gflops": None, "gflop_per_s": None,
-    }
-    ref_spec = _reference_spec(runner, reference)
-    if ref_spec is not None:
-        flops = count_flops(ref_spec, (batch, spec.in_channels, ph, pw))
-        if flops:
-            row["gflops"] = round(flops / 1e9, 3)
-            row["gflop_per_s"] = round(flops / 1e9 * 1000 / median, 2)
-    return row
-
-
-def markdown(rows: list[dict]) -> str:
-    head = ["artifact", "backend", "precision", "size", "batch", "median ms", "p90 ms", "img/s", "MP/s",
-            "peak MB", "GFLOPs", "GFLOP/s"]
-    keys = ["artifact", "backend", "precision", "size", "batch", "median_ms", "p90_ms", "images_per_s", "mpix_per_s",
-            "peak_mem_mb", "gflops", "gflop_per_s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    for r in rows:
-        cells = [Path(str(r[k])).name if k == "artifact" else ("-" if r[k] is None else str(r[k])) for k in keys]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 @app.command(help=__doc__.strip() if __doc__ else None, epilog=EPILOG)
 def main(
     artifacts: List[str] = typer.Argument(..., help="Artefacts: .onnx, .engine/.plan, .safetensors or preset names."),
@@ -175,24 +64,22 @@ def main(
             raise ValueError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if json_out and not json_out.parent.is_dir():
             raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-    except (ValueError, FileNotFoundError, WeightsError, BackendError, MemoryError) as exc:
-        raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        set_threads(threads)
+    except USER_ERRORS as exc:
+        raise fail_from(exc)
     rows, errors = [], []
     for artifact in artifacts:  # one artefact failing does not lose the others' results
         try:
-            rows.append(bench_one(artifact, backend, hw, batch, warmup, iters, threads, reference))
-        except (ValueError, FileNotFoundError, WeightsError, BackendError, MemoryError, OSError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            errors.append({"artifact": artifact, "error": message})
-            console.print(f"[bold red]error:[/] {artifact}: {message}", highlight=False, soft_wrap=True)
+            rows.append(bench_one(artifact, backend, size=hw, batch=batch, warmup=warmup, iters=iters, threads=threads,
+                                  reference=reference))
+        except (*USER_ERRORS, MemoryError) as exc:
+            errors.append({"artifact": artifact, "error": one_line(exc)})
+            console.print(f"[bold red]error:[/] {artifact}: {one_line(exc)}", highlight=False, soft_wrap=True)
     if rows:
         out.print(markdown(rows), markup=False, highlight=False, soft_wrap=True)
     if json_out:
-        write_json(json_out, {"size": f"{hw[0]}x{hw[1]}", "batch": batch, "iters": iters, "rows": rows, "errors": errors})
+        write_json(json_out, {"size": f"{hw[0]}x{hw[1]}", "batch": batch, "iters": iters,
+                              "rows": [r.to_json() for r in rows], "errors": errors})
     if errors:
         raise typer.Exit(EXIT_BAD_INPUT)
 

@@ -10,7 +10,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, check_output_folder, console, fail, out, run, write_json
+from cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, write_json
+from restormer.errors import one_line
+from restormer.fileio import check_output_folder
 
 EPILOG = """
 [bold]Examples[/]
@@ -49,7 +51,7 @@ def main(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write images[{input, output, status, seconds}] here."),
 ) -> None:
-    from cli.run import expand_inputs
+    from engines.restorer import expand_inputs
     from engines.triton.client import PROTOCOLS, ClientError, decode, encode, import_client, served_model
     from restormer.imageio import read_image_alpha, write_image
 
@@ -73,8 +75,8 @@ def main(
             raise ClientError(f"cannot get model {model!r} from {address} ({protocol}): {str(exc).strip() or type(exc).__name__}") from None
         served = served_model(model, config)
         outdir.mkdir(parents=True, exist_ok=True)
-    except (ValueError, OSError) as exc:  # ClientError is a ValueError
-        raise fail(str(exc).splitlines()[0])
+    except USER_ERRORS as exc:
+        raise fail_from(exc)
 
     out.print(f"[bold]{model}[/] on {address} ({protocol}, {served.mode} mode): {len(paths)} image(s) -> {outdir}")
     rows, taken = [], set()
@@ -100,7 +102,7 @@ def main(
                 alpha = np.repeat(np.repeat(alpha, scale, 0), scale, 1)
             write_image(target, restored, alpha)
         except Exception as exc:  # one image failing (bad file, server error) does not stop the others
-            row.update(status="error", error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            row.update(status="error", error=one_line(exc))
             console.print(f"[red]error:[/] {path}: {row['error']}", highlight=False, soft_wrap=True)
         finally:
             row["seconds"] = round(time.perf_counter() - t0, 4)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Sequence
 
 import typer
 from rich.console import Console
@@ -65,33 +63,6 @@ def check_tiling(tile: int | None, overlap: int) -> None:
     """The --tile/--tile-overlap pair of restore-run and restore-eval (ValueError, for fail())."""
     if tile is not None and overlap >= tile:
         raise ValueError(f"--tile-overlap {overlap} must be smaller than --tile {tile}")
-
-
-def _same_folder(a: Path, b: Path) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return a.is_dir() and b.is_dir() and a.samefile(b)  # bind mounts, case-insensitive file systems
-    except OSError:
-        return False
-
-
-def check_output_folder(inputs: Sequence[Path | str], out_dir: Path | str) -> None:
-    """Refuse (ValueError naming the input) an output folder where an output, named like its input,
-    would replace that input: the input's own folder, also through symlinks or '..' (resolved, then
-    compared with samefile), or an output path that is the input file itself (a hard link). An output
-    folder inside an input folder's tree is fine: its files have other paths."""
-    out_dir = Path(out_dir)
-    for path in map(Path, inputs):
-        target = out_dir / path.name
-        clash = _same_folder(out_dir, path.parent)
-        try:
-            clash = clash or (target.exists() and path.exists() and target.samefile(path))
-        except OSError:
-            pass
-        if clash:
-            raise ValueError(f"refusing to overwrite the input {path}: -o {out_dir} is its folder (also through "
-                             f"symlinks or '..'); choose another -o")
 
 
 def run(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ from rich.table import Table
 from cli.common import EXIT_CHECK_FAILED, fail, out, run, set_threads
 from restormer.degrade import parse_degradation
 from restormer.imageio import from_float, list_images, read_image, write_image
-from restormer.metrics import psnr, psnr_peak1, ssim
+from restormer.metrics import psnr_peak1, task_scores
 from restormer.presets import ASSETS
 
 SAMPLES = ASSETS / "samples"
@@ -44,7 +44,7 @@ def main(
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # "torchvision is not installed"
     warnings.filterwarnings("ignore", category=FutureWarning)
     from engines.backends import OnnxRuntimeRunner, PyTorchRunner
-    from export.onnx_export import ExportError, export
+    from export.onnx_export import ExportError, ExportOptions, export
     from restormer.checkpoints import WeightsError
 
     try:
@@ -54,7 +54,7 @@ def main(
     onnx_path = out_dir / "default_fp16.onnx"
     out.print(f"[bold]1/3[/] exporting the built-in model to FP16 ONNX: {onnx_path}")
     try:
-        result = export(MODEL, onnx_path, precision="fp16")
+        result = export(MODEL, onnx_path, options=ExportOptions(precision="fp16"))
     except (WeightsError, FileNotFoundError) as exc:
         raise fail(f"the built-in model is missing from the package ({exc}); reinstall with `make demo`", EXIT_CHECK_FAILED)
     except ExportError as exc:
@@ -75,14 +75,16 @@ def main(
             got = onnx_runner.run(x)[0].transpose(1, 2, 0)
             ref = torch_runner.run(x)[0].transpose(1, 2, 0)
             restored = from_float(got)
-            p_ref, p_got = psnr(from_float(ref), gt), psnr(restored, gt)
+            p_ref = task_scores(from_float(ref), gt, with_ssim=False)[0]
+            p_got, s_got = task_scores(restored, gt)
             parity.append(psnr_peak1(got, ref))
             drops.append(p_ref - p_got)
             write_image(out_dir / f"{path.stem}_noisy.png", from_float(noisy))
             write_image(out_dir / f"{path.stem}_restored.png", restored)
             write_image(out_dir / f"{path.stem}_side_by_side.png", np.concatenate([from_float(noisy), restored, gt], axis=1))
-            table.add_row(path.name, f"{parity[-1]:.1f}", f"{psnr(from_float(noisy), gt):.2f}", f"{p_ref:.2f}",
-                          f"{p_got:.2f}", f"{drops[-1]:+.3f}", f"{ssim(restored, gt):.4f}")
+            p_noisy = task_scores(from_float(noisy), gt, with_ssim=False)[0]
+            table.add_row(path.name, f"{parity[-1]:.1f}", f"{p_noisy:.2f}", f"{p_ref:.2f}",
+                          f"{p_got:.2f}", f"{drops[-1]:+.3f}", f"{s_got:.4f}")
     out.print("[bold]3/3[/] parity")
     out.print(table)
     out.print(f"images (noisy, restored, noisy | restored | clean) and the ONNX file written to {out_dir}/")

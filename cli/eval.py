@@ -10,8 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, check_tiling, fail, out, run, set_threads, write_json
-from restormer.checkpoints import WeightsError
+from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, check_tiling, fail, fail_from, out, run, set_threads, write_json
 from restormer.degrade import SPEC_GRAMMAR, parse_degradation
 from restormer.evaluate import check_compatible, evaluate, summarise
 from restormer.imageio import list_images
@@ -77,8 +76,8 @@ def main(
         net, spec = load_model(model, weights)
         check_compatible(spec, degradation)
         check_tiling(tile, tile_overlap)
-    except (ValueError, FileNotFoundError, NotADirectoryError, WeightsError) as exc:
-        raise fail(str(exc))
+    except USER_ERRORS as exc:
+        raise fail_from(exc)
 
     out.print(f"[bold]{spec.name}[/] on {data} ({len(paths)} images): {degradation.describe()}, seed {seed}")
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -90,7 +89,8 @@ def main(
                 progress.console.print(f"[red]error:[/] {r.name}: {r.error}", highlight=False)
             progress.update(task, advance=1, description=r.name)
 
-        results = evaluate(net, spec, paths, degradation, seed, crop, on_image, tile, tile_overlap)
+        results = evaluate(net, spec, paths, degradation, seed=seed, crop=crop, on_image=on_image, tile=tile,
+                           overlap=tile_overlap)
 
     summary = summarise(results)
     summary.update(model=spec.name, degrade=spec_text, seed=seed, data=str(data), crop=crop,

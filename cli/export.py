@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
-from cli.common import console, fail, out, run, write_json
-from restormer.checkpoints import WeightsError
+from cli.common import USER_ERRORS, console, fail, fail_from, out, run, write_json
 from restormer.presets import PRESETS
+
+if TYPE_CHECKING:
+    from export.onnx_export import ExportOptions, ExportResult, Quantizer
 
 EPILOG = f"""
 [bold]Examples[/]
@@ -67,7 +69,7 @@ def resolve_target(target: str, fmt: str, check_trt: str | None, triton_backend:
 
 def _trt_version(text: str | None) -> tuple[int, ...] | None:
     """The TensorRT version a trt file is for: --trt-version, else the installed TensorRT, else None."""
-    from engines.tensorrt.core import parse_version
+    from export.contract import parse_version
 
     if text:
         return parse_version(text)
@@ -77,6 +79,63 @@ def _trt_version(text: str | None) -> tuple[int, ...] | None:
         return parse_version(tensorrt.__version__)
     except Exception:
         return None
+
+
+def _print_result(result: ExportResult, target: str) -> None:
+    table = Table("", "", title=f"{result.path}")
+    table.add_row("precision", result.precision)
+    table.add_row("for", TARGET_NAMES[target])
+    table.add_row("Converse2D lowering", result.converse_lowering)
+    table.add_row("max abs error vs PyTorch", f"{result.max_abs_err:.2e}")
+    table.add_row("PSNR vs PyTorch", f"{result.psnr_vs_torch:.1f} dB")
+    custom = {k: v for k, v in result.nodes.items() if k.startswith("restormer::")}
+    table.add_row("custom nodes", ", ".join(f"{k} x{v}" for k, v in custom.items()) or "none")
+    table.add_row("time", f"{result.seconds:.0f} s")
+    out.print(table)
+    if result.int8:
+        from calibration.report import print_int8_report
+
+        print_int8_report(out, result.int8)
+
+
+def export_onnx(model: str, out_path: Path, *, weights: Path | None, options: ExportOptions,
+                quantizer: Quantizer | None, json_out: Path | None = None) -> ExportResult:
+    """The ONNX export of restore-export (``--format onnx``, and the ONNX file of ``trt`` and
+    ``triton-repo``): export, print the result (and the INT8 report), write ``json_out``. Raises
+    typer.Exit: 1 when the self-check failed, 2 on bad input; nothing is written then."""
+    from export.onnx_export import export
+
+    try:
+        if json_out and not json_out.parent.is_dir():
+            raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
+        version = f" {'.'.join(map(str, options.tensorrt))}" if options.tensorrt else ""
+        out.print(f"exporting [bold]{model}[/] ({options.precision}, for {TARGET_NAMES[options.target]}{version}) ...")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = export(model, out_path, weights=weights, options=options, quantizer=quantizer)
+            finally:
+                for w in caught:
+                    console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+    except FileNotFoundError as exc:  # a missing weights or image file
+        raise fail_from(exc)
+    except OSError as exc:  # disk full, unwritable folder: nothing was written (atomic)
+        raise fail(f"cannot write {out_path}: {exc.strerror or exc}")
+    except USER_ERRORS as exc:  # a failed self-check exits 1, bad input 2
+        raise fail_from(exc)
+    _print_result(result, options.target)
+    if json_out:
+        write_json(json_out, result.to_json())
+    return result
+
+
+def _quantizer(precision: str, **int8) -> Quantizer | None:
+    """``calibration.int8.Int8Quantizer`` for ``--precision int8`` (its options are checked by the export)."""
+    if precision != "int8":
+        return None
+    from calibration.int8 import Int8Options, Int8Quantizer
+
+    return Int8Quantizer(Int8Options(**int8))
 
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,72 +187,47 @@ def main(
     model_name: Optional[str] = typer.Option(None, "--model-name", help="triton-repo: model name (default: the preset).", rich_help_panel="Triton"),
     overwrite: bool = typer.Option(False, "--overwrite", help="triton-repo: replace a non-empty --out folder.", rich_help_panel="Triton"),
 ) -> None:
-    from export.onnx_export import ExportError, export
+    from export.onnx_export import ExportOptions
 
     try:
         target = resolve_target(target, fmt, check_trt, triton_backend)
         if save_prepared is not None and not (fmt == "trt" or check_trt):
             raise ValueError("--save-prepared needs --check-trt VERSION or --format trt (the parser it prepares for)")
-    except ValueError as exc:
-        raise fail(str(exc))
-    if fmt == "triton-repo":  # engines/triton/cli.py; re-enters main with --format onnx for the export
-        from engines.triton.cli import run_triton
-
-        run_triton(main, {k: v for k, v in locals().items() if k not in ("ExportError", "export")})
-    if fmt == "trt" or check_trt:  # engines/tensorrt/cli.py; re-enters main with --format onnx for the export
-        from engines.tensorrt.cli import run_trt
-
-        run_trt(main, {k: v for k, v in locals().items() if k not in ("ExportError", "export")})
-    try:
-        if fmt != "onnx":
-            raise ValueError(f"--format {fmt!r} is not available yet (only onnx)")
         if io not in ("fp32", "fp16"):
             raise ValueError(f"--io must be fp32 or fp16, got {io!r}")
-        if out_path is None or out_path.suffix != ".onnx":
-            raise ValueError(f"--out must end in .onnx, got {out_path}")
-        if json_out and not json_out.parent.is_dir():
-            raise ValueError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
-        tensorrt = _trt_version(trt_version) if target == "trt" else None
-        out.print(f"exporting [bold]{model}[/] ({precision}, for {TARGET_NAMES[target]}"
-                  f"{' ' + '.'.join(map(str, tensorrt)) if tensorrt else ''}) ...")
-        int8 = None
-        if precision == "int8":
-            from calibration.int8 import Int8Options
+        options = ExportOptions(precision=precision, converse_lowering=converse_lowering, io_fp16=(io == "fp16"),
+                                inline=inline, opset=opset, target=target,
+                                tensorrt=_trt_version(trt_version) if target == "trt" else None)
+    except USER_ERRORS as exc:
+        raise fail_from(exc)
+    quantizer = _quantizer(
+        precision, calib_dir=calib_dir, calib_count=calib_count, calib_size=calib_size or None,
+        calib_method=calib_method, degrade=degrade, seed=seed, psnr_budget=psnr_budget, fallback=fallback,
+        search_dir=search_dir, search_size=search_size or None,
+        exclude=[e for x in exclude or [] for e in x.split(",") if e], quantize_ends=quantize_ends,
+        calib_cache=calib_cache, sensitivity=not no_search)
+    if fmt in ("triton-repo", "trt") or check_trt:  # cli/export_triton.py, cli/export_trt.py: they exit
+        from functools import partial
 
-            int8 = Int8Options(calib_dir, calib_count, calib_size or None, calib_method, degrade, seed, psnr_budget, fallback,
-                               search_dir, None, search_size or None, [e for x in exclude or [] for e in x.split(",") if e],
-                               quantize_ends, calib_cache, sensitivity=not no_search)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                result = export(model, out_path, weights, precision, converse_lowering, io_fp16=(io == "fp16"), inline=inline,
-                                opset=opset, int8=int8, target=target, tensorrt=tensorrt)
-            finally:
-                for w in caught:
-                    console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
-    except ExportError as exc:
-        raise fail(str(exc), 1)
-    except (ValueError, FileNotFoundError, WeightsError) as exc:
-        raise fail(str(exc))
-    except OSError as exc:  # disk full, unwritable folder: nothing was written (atomic)
-        raise fail(f"cannot write {out_path}: {exc.strerror or exc}")
+        from cli.export_triton import export_triton
+        from cli.export_trt import export_trt
+        from engines.tensorrt.builder import BuildOptions
 
-    table = Table("", "", title=f"{result.path}")
-    table.add_row("precision", result.precision)
-    table.add_row("for", TARGET_NAMES[target])
-    table.add_row("Converse2D lowering", result.converse_lowering)
-    table.add_row("max abs error vs PyTorch", f"{result.max_abs_err:.2e}")
-    table.add_row("PSNR vs PyTorch", f"{result.psnr_vs_torch:.1f} dB")
-    custom = {k: v for k, v in result.nodes.items() if k.startswith("restormer::")}
-    table.add_row("custom nodes", ", ".join(f"{k} x{v}" for k, v in custom.items()) or "none")
-    table.add_row("time", f"{result.seconds:.0f} s")
-    out.print(table)
-    if result.int8:
-        from calibration.report import print_int8_report
-
-        print_int8_report(out, result.int8)
-    if json_out:
-        write_json(json_out, result.to_json())
+        build = BuildOptions(min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape, tile=tile,
+                             plugin_libs=tuple(plugin_lib or ()), timing_cache=timing_cache, dla_core=dla_core)
+        onnx_step = partial(export_onnx, model, weights=weights, quantizer=quantizer)  # (path, options=...)
+        if fmt == "triton-repo":
+            export_triton(model, out_path, json_out=json_out, check_trt=check_trt, backend=triton_backend,
+                          instance_kind=instance_kind, instances=instances, max_batch_size=max_batch_size,
+                          model_name=model_name, triton_release=triton_release, with_preprocess=with_preprocess,
+                          overwrite=overwrite, build=build, export_onnx=partial(onnx_step, options=options))
+        export_trt(model, fmt=fmt, out_path=out_path, check_trt=check_trt, trt_version=trt_version,
+                   save_prepared=save_prepared, json_out=json_out, build=build, options=options, export_onnx=onnx_step)
+    if fmt != "onnx":
+        raise fail(f"--format {fmt!r} is not available yet (only onnx)")
+    if out_path is None or out_path.suffix != ".onnx":
+        raise fail(f"--out must end in .onnx, got {out_path}")
+    export_onnx(model, out_path, weights=weights, options=options, quantizer=quantizer, json_out=json_out)
 
 
 def entry() -> None:

@@ -11,10 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.markup import escape
 from rich.text import Text
 
-from cli.common import console, fail, out, run, set_threads
-from restormer.checkpoints import WeightsError
+from cli.common import USER_ERRORS, console, fail_from, out, run, set_threads
 from restormer.presets import PRESETS
-from restormer.train import ConfigError, Hooks, load_config, train
+from restormer.train import Hooks, load_config, train
 from restormer.train.config import valid_keys
 
 _EXAMPLES = """
@@ -104,17 +103,17 @@ def main(
     set_threads(threads)
     try:
         cfg = load_config(config, [*(overrides or []), *(["resume=yes"] if resume else [])])
-    except (ConfigError, OSError) as exc:
-        raise fail(str(exc))
+    except USER_ERRORS as exc:
+        raise fail_from(exc)
     if print_config:
         out.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False, end="")
         return
     hooks = ProgressHooks()
     try:
         result = train(cfg, hooks)
-    except (ConfigError, WeightsError, ValueError, OSError) as exc:  # OSError: run_dir full or gone mid-run
+    except USER_ERRORS as exc:  # OSError: run_dir full or gone mid-run
         hooks.stop()
-        raise fail(str(exc).strip().splitlines()[0])
+        raise fail_from(exc)
     except KeyboardInterrupt:
         hooks.stop()
         console.print(f"interrupted; checkpoint in {cfg.run_dir}. Continue with: restore-train --config {config} --resume")

@@ -20,7 +20,6 @@ when the installed onnxruntime has them), ``.engine``/``.plan`` -> TensorRT (wit
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import OrderedDict
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.contract import ContractError, read_sidecar, same_engine_version, spec_from_metadata
+from restormer.errors import RunFailed, one_line
 from restormer.presets import PRESETS, ModelSpec
 
 BACKENDS = ("auto", "torch", "torch-cpu", "torch-cuda", "ort", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
@@ -39,12 +40,7 @@ _ORT_PROVIDERS = {
 }
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-class BackendError(RuntimeError):
+class BackendError(RunFailed):
     """The artefact cannot be run with the requested (or any available) backend."""
 
 
@@ -70,7 +66,7 @@ class Runner:
             except (BackendError, MemoryError, FileNotFoundError, ValueError, ImportError):
                 raise
             except Exception as exc:  # e.g. ONNX Runtime refusing the graph (an unknown custom op)
-                raise BackendError(f"{self.name}: cannot start: {_first_line(exc)}") from None
+                raise BackendError(f"{self.name}: cannot start: {one_line(exc)}") from None
             self.is_active = True
         return self
 
@@ -111,7 +107,7 @@ class Runner:
         except (BackendError, MemoryError):
             raise
         except Exception as exc:  # ONNX Runtime's Fail/InvalidArgument/... are plain Exceptions
-            raise BackendError(f"{self.name}: {_first_line(exc)}") from None
+            raise BackendError(f"{self.name}: {one_line(exc)}") from None
         self.inference_time = time.perf_counter() - t0
         return OrderedDict(out)
 
@@ -204,27 +200,6 @@ class PyTorchRunner(Runner):
 # --------------------------------------------------------------------------- ONNX Runtime
 
 
-def spec_from_metadata(props: dict[str, str], source: str) -> tuple[ModelSpec, str]:
-    """(ModelSpec, precision) from the ONNX metadata_props / engine sidecar keys (DESIGN.md)."""
-    missing = [k for k in ("in_channels", "out_channels", "scale", "pad_multiple") if k not in props]
-    if missing:
-        raise BackendError(f"{source}: metadata lacks {missing}; was it written by restore-export?")
-    try:
-        ints = {k: int(props[k]) for k in ("in_channels", "out_channels", "scale", "pad_multiple")}
-    except ValueError as exc:
-        raise BackendError(f"{source}: bad metadata value ({exc})") from None
-    preset = props.get("preset", "")
-    base = PRESETS.get(preset)
-    arch = props.get("architecture", base.architecture if base else "unknown")
-    needs_kernel = base.needs_kernel if base else arch == "converse-usrnet"
-    spec = ModelSpec(
-        name=preset or Path(source).stem, architecture=arch, task=props.get("task", ""),
-        config=dict(base.config) if base else {}, needs_kernel=needs_kernel, weights=None,
-        degrade=base.degrade if base else None, **ints,
-    )
-    return spec, props.get("precision", "fp32")
-
-
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
@@ -254,7 +229,7 @@ class OnnxRuntimeRunner(Runner):
         try:
             proto = onnx.load(str(self.path), load_external_data=False)
         except Exception as exc:
-            raise BackendError(f"{self.path}: not a readable ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise BackendError(f"{self.path}: not a readable ONNX model ({one_line(exc)})") from None
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self.spec, self.precision = spec_from_metadata(self.metadata, str(self.path))
         inits = {i.name for i in proto.graph.initializer}
@@ -306,26 +281,20 @@ class OnnxRuntimeRunner(Runner):
 # --------------------------------------------------------------------------- TensorRT
 
 
-def sidecar_path(engine: str | os.PathLike) -> Path:
-    """``model.engine.json`` (what engines/tensorrt writes); ``model.json`` is accepted too."""
-    engine = Path(engine)
-    appended = engine.with_name(engine.name + ".json")
-    if appended.is_file() or not engine.with_suffix(".json").is_file():
-        return appended
-    return engine.with_suffix(".json")
-
-
-def read_sidecar(engine: str | os.PathLike) -> dict:
-    path = sidecar_path(engine)
-    if not path.is_file():
-        raise BackendError(f"{engine}: JSON sidecar {path} not found (restore-export writes it beside the engine)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BackendError(f"{path}: expected a JSON object")
+def engine_metadata(engine: str | os.PathLike) -> dict:
+    """An engine's sidecar (``export.contract.read_sidecar``, no key required: the spec keys are
+    checked by ``spec_from_metadata``), its scalar values as strings, like ONNX metadata_props."""
+    data = read_sidecar(engine, required=())
     return {k: (v if isinstance(v, (dict, list)) else str(v)) for k, v in data.items()}
+
+
+def engine_version_ok(built: str, installed: str) -> bool:
+    """Whether a plan built with TensorRT ``built`` loads on ``installed`` (compared as numbers,
+    ``export.contract.same_engine_version``); a version that is not a number never matches."""
+    try:
+        return same_engine_version(built, installed)
+    except ContractError:
+        return False
 
 
 def tensorrt_version() -> str | None:
@@ -346,7 +315,10 @@ class TensorRTRunner(Runner):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"engine not found: {self.path}")
-        self.metadata = read_sidecar(self.path)
+        try:
+            self.metadata = engine_metadata(self.path)
+        except ContractError as exc:  # a runner reports every failure to start as a BackendError
+            raise BackendError(str(exc)) from None
         self.spec, self.precision = spec_from_metadata(self.metadata, str(self.path))
         self.input_names = ["input", "kernel"] if self.spec.needs_kernel else ["input"]
 
@@ -354,7 +326,7 @@ class TensorRTRunner(Runner):
         if tensorrt_version() is None:
             raise BackendError("tensorrt is not installed (pip install tensorrt; needs an NVIDIA GPU)")
         built = self.metadata.get("tensorrt_version")
-        if built and built != tensorrt_version():
+        if built and not engine_version_ok(built, tensorrt_version()):
             raise BackendError(f"{self.path} was built with TensorRT {built}, installed is {tensorrt_version()}: rebuild it")
         from polygraphy.backend.trt import TrtRunner
 
@@ -366,7 +338,7 @@ class TensorRTRunner(Runner):
         try:
             engine, _ = load_engine(self.path, plugin_libs=libs, log=lambda _m: None)
         except Exception as exc:
-            raise BackendError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise BackendError(one_line(exc)) from None
         self._trt = TrtRunner(engine)
         self._trt.activate()
         meta = self._trt.get_input_metadata(use_numpy_dtypes=False)
@@ -496,5 +468,5 @@ def as_polygraphy(runner: Runner, name: str | None = None):
 
 __all__ = [
     "BACKENDS", "BackendError", "OnnxRuntimeRunner", "PyTorchRunner", "Runner", "TensorRTRunner",
-    "as_polygraphy", "available_backends", "load_runner", "spec_from_metadata",
+    "as_polygraphy", "available_backends", "engine_metadata", "engine_version_ok", "load_runner",
 ]

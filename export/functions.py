@@ -31,8 +31,8 @@ from onnx import TensorProto, helper
 from onnxscript import opset20 as op
 from onnxscript.values import Opset
 
-DOMAIN = "restormer"
-OPSET_VERSION = 1
+from export.contract import DOMAIN, OPSET_VERSION
+
 ONNX_OPSET = 20  # DFT with dft_length and axis as inputs
 
 _restormer = Opset(DOMAIN, OPSET_VERSION)

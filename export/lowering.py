@@ -50,7 +50,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-from export.functions import DOMAIN
+from export.contract import DOMAIN
 
 OP_TYPE = "Converse2D"
 MIN_OPSET = 19  # Pad mode "wrap" (circular)

@@ -149,6 +149,20 @@ def fuse_nhwc_reorders(model: onnx.ModelProto) -> int:
     return len(drop)
 
 
+def _source(model: str | os.PathLike | onnx.ModelProto | bytes) -> str | bytes:
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    return model if isinstance(model, bytes) else str(model)
+
+
+def cpu_session(model: str | os.PathLike | onnx.ModelProto | bytes, *, threads: int = 1, level: str = "basic"):
+    """A plain ONNX Runtime CPU session (``session_options``; no layout passes): the export's
+    self-check (``threads=0``: ONNX Runtime's default) and the INT8 calibration and search."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(_source(model), session_options(threads, level), providers=["CPUExecutionProvider"])
+
+
 def make_session(model: str | os.PathLike | onnx.ModelProto | bytes, threads: int = 2, layout: bool = True,
                  spin: bool = False, optimized_model_filepath: str | os.PathLike | None = None,
                  profile_prefix: str | None = None):
@@ -165,9 +179,7 @@ def make_session(model: str | os.PathLike | onnx.ModelProto | bytes, threads: in
         options = session_options(threads, "all", profile_prefix, spin)
         if optimized_model_filepath:
             options.optimized_model_filepath = str(optimized_model_filepath)
-        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else (
-            model if isinstance(model, bytes) else str(model))
-        return ort.InferenceSession(source, options, providers=providers)
+        return ort.InferenceSession(_source(model), options, providers=providers)
 
     if isinstance(model, onnx.ModelProto):
         proto = onnx.ModelProto()

@@ -15,10 +15,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from restormer.errors import BadInput
 from restormer.fileio import atomic_write
 
 
-class WeightsError(ValueError):
+class WeightsError(BadInput):
     """Weights that cannot be read, or that do not fit the model."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,9 +13,10 @@ import torch
 from torch import nn
 
 from restormer.degrade import BicubicSR, BlurNoise, Degradation, center_crop
+from restormer.errors import one_line
 from restormer.imageio import from_float, read_image
 from restormer.inference import restore
-from restormer.metrics import psnr, rgb_to_y, ssim
+from restormer.metrics import task_scores
 from restormer.presets import ModelSpec
 
 
@@ -39,13 +41,17 @@ def check_compatible(spec: ModelSpec, degradation: Degradation) -> None:
         raise ValueError(f"{spec.name} needs the blur kernel: use --degrade blur:KERNELFILE[:INDEX]+noise:SIGMA")
 
 
-def _score(out: np.ndarray, gt: np.ndarray, border: int, y_channel: bool) -> tuple[float, float]:
-    if y_channel and out.shape[2] == 3:
-        out, gt = rgb_to_y(out), rgb_to_y(gt)
-    return psnr(out, gt, border), ssim(out, gt, border)
+def checked_scores(out: np.ndarray, gt: np.ndarray, *, border: int = 0, y_channel: bool = False) -> tuple[float, float]:
+    """``task_scores``, refusing (ValueError) an image smaller than the SSIM window, which fails that
+    image: a mean over the images must stay a number (JSON has no NaN)."""
+    p, s = task_scores(out, gt, border=border, y_channel=y_channel)
+    if math.isnan(s):
+        h, w = out.shape[:2]
+        raise ValueError(f"{w}x{h} with {border} pixels shaved is smaller than the 7x7 SSIM window")
+    return p, s
 
 
-def evaluate_image(model: nn.Module, spec: ModelSpec, degradation: Degradation, gt: np.ndarray, seed: int,
+def evaluate_image(model: nn.Module, spec: ModelSpec, degradation: Degradation, gt: np.ndarray, *, seed: int = 0,
                    tile: int | None = None, overlap: int = 32) -> tuple[np.ndarray, ImageResult]:
     """Degrade one clean image, restore it (whole, or in ``tile`` x ``tile`` tiles), and score it.
 
@@ -65,11 +71,12 @@ def evaluate_image(model: nn.Module, spec: ModelSpec, degradation: Degradation, 
     if not torch.isfinite(y).all():
         raise ValueError("the model produced NaN or Inf")
     out = from_float(y[0].permute(1, 2, 0).numpy())
-    p, s = _score(out, sample.gt, sample.border, sample.y_channel)
+    p, s = checked_scores(out, sample.gt, border=sample.border, y_channel=sample.y_channel)
     input_psnr = None
     if sample.lq.shape == sample.gt.shape:
-        input_psnr = _score(from_float(sample.lq), sample.gt, sample.border, sample.y_channel)[0]
-    return out, ImageResult("", p, s, input_psnr, seconds)
+        input_psnr = task_scores(from_float(sample.lq), sample.gt, border=sample.border, y_channel=sample.y_channel,
+                                 with_ssim=False)[0]
+    return out, ImageResult(name="", psnr=p, ssim=s, input_psnr=input_psnr, seconds=seconds)
 
 
 def evaluate(
@@ -77,6 +84,7 @@ def evaluate(
     spec: ModelSpec,
     paths: Iterable[Path],
     degradation: Degradation,
+    *,
     seed: int = 0,
     crop: int | None = None,
     on_image: Callable[[ImageResult], None] | None = None,
@@ -93,10 +101,10 @@ def evaluate(
                 raise ValueError(f"{path.name}: the evaluation protocols are defined on 8-bit images, got {gt.dtype}")
             if crop:
                 gt = center_crop(gt, crop)
-            _, result = evaluate_image(model, spec, degradation, gt, seed, tile, overlap)
+            _, result = evaluate_image(model, spec, degradation, gt, seed=seed, tile=tile, overlap=overlap)
             result.name = path.name
         except (ValueError, OSError) as exc:
-            result = ImageResult(path.name, error=str(exc).splitlines()[0])
+            result = ImageResult(name=path.name, error=one_line(exc))
         results.append(result)
         if on_image:
             on_image(result)

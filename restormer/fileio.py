@@ -113,3 +113,30 @@ def sha256_file(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.is_dir() and b.is_dir() and a.samefile(b)  # bind mounts, case-insensitive file systems
+    except OSError:
+        return False
+
+
+def check_output_folder(inputs, out_dir) -> None:
+    """Refuse (ValueError naming the input) an output folder where an output, named like its input,
+    would replace that input: the input's own folder, also through symlinks or '..' (resolved, then
+    compared with samefile), or an output path that is the input file itself (a hard link). An output
+    folder inside an input folder's tree is fine: its files have other paths."""
+    out_dir = Path(out_dir)
+    for path in map(Path, inputs):
+        target = out_dir / path.name
+        clash = _same_folder(out_dir, path.parent)
+        try:
+            clash = clash or (target.exists() and path.exists() and target.samefile(path))
+        except OSError:
+            pass
+        if clash:
+            raise ValueError(f"refusing to overwrite the input {path}: -o {out_dir} is its folder (also through "
+                             f"symlinks or '..'); choose another -o")

@@ -24,6 +24,7 @@ import tifffile
 import torch
 from PIL import Image, ImageOps
 
+from restormer.errors import BadInput
 from restormer.fileio import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -38,7 +39,7 @@ _TIFF_ICC = 34675  # InterColorProfile
 _P = tifffile.PHOTOMETRIC
 
 
-class ImageReadError(ValueError):
+class ImageReadError(BadInput):
     """A file that exists but cannot be decoded as an image."""
 
 

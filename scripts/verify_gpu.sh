@@ -60,12 +60,12 @@ if ! TRT_VERSION=$("$PYTHON" -c "import tensorrt; print(tensorrt.__version__)" 2
 fi
 echo "TensorRT $TRT_VERSION" >&2
 # The lint knows releases up to allowlist.NEWEST; a newer TensorRT is linted as that one (with a note).
-if ! CHECK_TRT=$("$PYTHON" -m engines.tensorrt.lint --version-for "$TRT_VERSION" 2>"$OUT/lint_version.log"); then
+if ! CHECK_TRT=$("$PYTHON" -m cli.lint_trt --version-for "$TRT_VERSION" 2>"$OUT/lint_version.log"); then
   echo "error: $(cat "$OUT/lint_version.log")" >&2
   exit 2
 fi
 [[ "$CHECK_TRT" == "$TRT_VERSION" ]] || echo "note: TensorRT $TRT_VERSION is newer than the lint knows: linting for $CHECK_TRT" >&2
-DFT_OK=$("$PYTHON" -c "from engines.tensorrt.core import parse_version as p; print(int(p('$TRT_VERSION')[:2] >= (11, 2)))")
+DFT_OK=$("$PYTHON" -c "from export.contract import parse_version as p; print(int(p('$TRT_VERSION')[:2] >= (11, 2)))")
 JETSON=""
 if [[ -f /etc/nv_tegra_release ]] || uname -m | grep -q aarch64; then
   CC=$("$PYTHON" -c "from engines.tensorrt.builder import gpu_info; print(gpu_info()[1])" 2>/dev/null || echo "")
@@ -126,7 +126,7 @@ engine_and_verify() {  # name model precision lowering onnx [weights]
     row "$name" "$precision" "$lowering" "build failed"; status=1; return
   fi
   local vjson="${engine%.engine}.verify.json"
-  "$PYTHON" -m engines.tensorrt.verify "$engine" --reference "$model" ${weights:+--weights "$weights"} \
+  "$PYTHON" -m cli.verify_trt "$engine" --reference "$model" ${weights:+--weights "$weights"} \
       "${plugin_args[@]}" --iterations "$ITERATIONS" --json "$vjson" > "${engine%.engine}.verify.log" 2>&1
   local rc=$?
   case $rc in

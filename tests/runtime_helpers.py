@@ -11,7 +11,7 @@ import torch
 def small_artifacts() -> dict:
     """A small random Converse-DnCNN whose outputs sit inside [0, 1] (so that clamping does not hide
     differences), its checkpoint, an FP32 ONNX export and an FP16-IO export."""
-    from export.onnx_export import export
+    from export.onnx_export import ExportOptions, export
     from restormer.checkpoints import save_checkpoint
     from test_export import _small_checkpoint
 
@@ -21,8 +21,8 @@ def small_artifacts() -> dict:
         x = torch.rand(1, 1, 32, 32)
         net.m_tail[0].bias += 0.5 - net(x).mean()
     ckpt = save_checkpoint(root / "dncnn.safetensors", net, {"model": spec.to_json()})
-    export(str(ckpt), root / "m.onnx", verify_size=24)
-    export(str(ckpt), root / "m16.onnx", precision="fp16", io_fp16=True, verify_size=24)
+    export(str(ckpt), root / "m.onnx", options=ExportOptions(verify_size=24))
+    export(str(ckpt), root / "m16.onnx", options=ExportOptions(precision="fp16", io_fp16=True, verify_size=24))
     # a second, different model with the same architecture (for failing parity)
     torch.manual_seed(1)
     other = type(net)(**spec.config).eval()

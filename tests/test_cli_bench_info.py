@@ -7,8 +7,9 @@ import torch
 from typer.testing import CliRunner
 
 from cli.bench import app as bench_app
-from cli.bench import count_flops, parse_size
+from cli.bench import parse_size
 from cli.info import app as info_app
+from engines.bench import count_flops
 from restormer.presets import PRESETS
 
 

@@ -7,8 +7,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli.parity import MIN_PSNR, app, psnr_peak1, snr_db
+from cli.parity import app
+from engines.parity import snr_db
+from export.contract import PARITY_FLOORS
 from restormer.imageio import write_image
+from restormer.metrics import psnr_peak1
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +54,8 @@ def test_parity_passes_with_keys(art, images, tmp_path, key):
     for k in ("passed", "min_psnr_vs_reference", "mean_psnr_vs_reference", "task_psnr_reference",
               "task_psnr_artifact", "task_psnr_drop"):
         assert k in data
-    assert data["passed"] and data["precision"] == key and data["threshold_psnr"] == MIN_PSNR[key]
-    assert MIN_PSNR[key] <= data["min_psnr_vs_reference"] < 200  # a real difference, not clamped away
+    assert data["passed"] and data["precision"] == key and data["threshold_psnr"] == PARITY_FLOORS[key]
+    assert PARITY_FLOORS[key] <= data["min_psnr_vs_reference"] < 200  # a real difference, not clamped away
     assert abs(data["task_psnr_drop"]) < 0.3 and len(data["images"]) == 2
     assert data["localize"]["first_diverging"] is None and len(data["localize"]["nodes"]) == 2
 

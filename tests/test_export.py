@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 
 from cli.export import app
 from conftest import need_shared
-from export import onnx_export
-from export.onnx_export import ExportError, export
+from export.contract import PARITY_FLOORS
+from export.onnx_export import ExportError, ExportOptions, export
 from restormer.checkpoints import save_checkpoint
 from restormer.converse_arch import Converse2D, ConverseDataStep
 from restormer.imageio import list_images, read_image
+from restormer.metrics import psnr_peak1
 from restormer.presets import PRESETS, ModelSpec, build, load_model
 from restormer.restormer_arch import Attention
 
@@ -94,7 +95,7 @@ def small(tmp_path_factory):
 def test_fp32_export_matches_pytorch_at_two_sizes(small, tmp_path, preset, lowering):
     ckpt, model, spec = small[preset]
     out = tmp_path / "m.onnx"
-    result = export(str(ckpt), out, precision="fp32", converse_lowering=lowering, verify_size=24)
+    result = export(str(ckpt), out, options=ExportOptions(converse_lowering=lowering, verify_size=24))
     onnx_model = onnx.load(out)
     meta = {p.key: p.value for p in onnx_model.metadata_props}
     assert {"architecture", "preset", "task", "scale", "in_channels", "out_channels", "value_range",
@@ -128,7 +129,7 @@ def test_fp32_export_matches_pytorch_at_two_sizes(small, tmp_path, preset, lower
 def test_inline_has_no_custom_nodes(small, tmp_path):
     ckpt, model, spec = small["conversenet-deblur"]
     out = tmp_path / "inline.onnx"
-    export(str(ckpt), out, inline=True, verify_size=24)
+    export(str(ckpt), out, options=ExportOptions(inline=True, verify_size=24))
     m = onnx.load(out)
     assert not m.functions and all(n.domain in ("", "ai.onnx") for n in m.graph.node)
     arrays = _inputs(spec, 20, 28, 1)
@@ -139,7 +140,7 @@ def test_inline_has_no_custom_nodes(small, tmp_path):
 def test_fp16_graph_is_fp16_with_fp32_io(small, tmp_path):
     ckpt, model, spec = small["restormer-denoise-color"]
     out = tmp_path / "fp16.onnx"
-    export(str(ckpt), out, precision="fp16", verify_size=24)
+    export(str(ckpt), out, options=ExportOptions(precision="fp16", verify_size=24))
     m = onnx.load(out)
     types = {i.data_type for i in m.graph.initializer if i.data_type in (1, 10)}
     assert onnx.TensorProto.FLOAT16 in types
@@ -147,7 +148,7 @@ def test_fp16_graph_is_fp16_with_fp32_io(small, tmp_path):
     assert convs and all(i.data_type == onnx.TensorProto.FLOAT16 for i in convs)
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    export(str(ckpt), tmp_path / "io16.onnx", precision="fp16", io_fp16=True, verify_size=24)
+    export(str(ckpt), tmp_path / "io16.onnx", options=ExportOptions(precision="fp16", io_fp16=True, verify_size=24))
     assert onnx.load(tmp_path / "io16.onnx").graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
 
 
@@ -167,7 +168,7 @@ def test_fp16_official_weights_on_real_images(tmp_path, preset):
     need_shared(spec.weights)
     images = list_images(need_shared("data", *REAL[preset]))[:2]
     out = tmp_path / "fp16.onnx"
-    export(preset, out, precision="fp16", converse_lowering="matmul", verify_size=32)
+    export(preset, out, options=ExportOptions(precision="fp16", converse_lowering="matmul", verify_size=32))
     model, _ = load_model(preset)
     session = _session(out)
     for path in images:
@@ -176,15 +177,15 @@ def test_fp16_official_weights_on_real_images(tmp_path, preset):
         x = x + np.random.RandomState(0).normal(0, 0.05, x.shape).astype(np.float32)
         arrays = (x, np.full((1, 1, 7, 7), 1 / 49, np.float32)) if spec.needs_kernel else (x,)
         got = session.run(None, dict(zip([i.name for i in session.get_inputs()], arrays)))[0]
-        assert onnx_export.psnr_peak1(got, _torch(model, arrays)) >= 45.0, path.name
+        assert psnr_peak1(got, _torch(model, arrays)) >= 45.0, path.name
 
 
 def test_failed_self_check_writes_nothing(small, tmp_path, monkeypatch):
     ckpt, _, _ = small["converse-dncnn"]
-    monkeypatch.setitem(onnx_export.MIN_PSNR, "fp32", 1e9)
+    monkeypatch.setitem(PARITY_FLOORS, "fp32", 1e9)
     out = tmp_path / "m.onnx"
     with pytest.raises(ExportError, match="self-check failed"):
-        export(str(ckpt), out, verify_size=24)
+        export(str(ckpt), out, options=ExportOptions(verify_size=24))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,6 +19,15 @@ from restormer.presets import PRESETS, build
 TINY = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1}
 
 
+def int8_file(net, spec, opts, *, target: str = "ort"):
+    """The INT8 file as the exporter builds it (not verified, not written) and the quantizer's report."""
+    from calibration.int8 import Int8Quantizer
+    from export.stages import ExportOptions, finish, prepare, trace
+
+    quantized = Int8Quantizer(opts, log=lambda *_: None)(prepare(trace(net, spec), target=target), spec, net)
+    return finish(quantized, spec, ExportOptions(precision="int8", target=target)), quantized.report
+
+
 def _images(folder: Path, n: int, size: int = 40) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     g = np.random.default_rng(0)
@@ -74,15 +83,15 @@ def test_range_cache_round_trip(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("fallback", ["fp16", "fp32"])
 def test_tiny_int8_structure_and_parity(tmp_path, fallback):
-    from calibration.int8 import Int8Options, build_int8, session
-    from calibration.qdq import find_layers
+    from calibration.int8 import Int8Options
+    from export.ort_session import cpu_session
 
     spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
     torch.manual_seed(0)
     net = build(spec).eval()
     calib = _images(tmp_path / "c", 3)
     opts = Int8Options(calib_dir=calib, calib_count=3, calib_size=32, search_size=32, mac_size=32, fallback=fallback)
-    model, report, _ = build_int8(net, spec, opts, "function", False, False, "", 20, log=lambda *_: None)
+    model, report = int8_file(net, spec, opts)
     nodes = model.graph.node
     assert sum(n.op_type == "TransposedAttention" and n.domain == "restormer" for n in nodes) == 8
     inits = {i.name: i for i in model.graph.initializer}
@@ -101,7 +110,7 @@ def test_tiny_int8_structure_and_parity(tmp_path, fallback):
     assert report["int8_mac_share"] >= 0.8 and report["qdq"]["per_channel_dequantize"] > 0
     assert report["psnr"]["int8_vs_fp32"] > 30
     x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
-    y = session(model).run(None, {"input": x})[0]
+    y = cpu_session(model).run(None, {"input": x})[0]
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
     assert 10 * np.log10(1 / np.mean((np.clip(y, 0, 1) - np.clip(ref, 0, 1)) ** 2)) > 30
@@ -113,14 +122,14 @@ def test_fp32_file_lets_onnx_runtime_fuse_every_int8_conv(tmp_path):
     on dequantized weights (that is slower than plain FP32)."""
     import onnxruntime as ort
 
-    from calibration.int8 import Int8Options, build_int8
+    from calibration.int8 import Int8Options
 
     spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
     torch.manual_seed(0)
     net = build(spec).eval()
     opts = Int8Options(calib_dir=_images(tmp_path / "c", 2), calib_count=2, calib_size=32, search_size=32,
                        mac_size=32, fallback="fp32", sensitivity=False)
-    model, report, _ = build_int8(net, spec, opts, "function", False, False, "", 20, log=lambda *_: None)
+    model, report = int8_file(net, spec, opts)
     assert report["int8_mac_share"] >= 0.8
     reasons = " ".join(report["excluded"].values())
     assert "custom node" in reasons  # the q/k/v depthwise convs that feed TransposedAttention
@@ -140,7 +149,8 @@ def test_fp32_file_lets_onnx_runtime_fuse_every_int8_conv(tmp_path):
 @pytest.mark.slow
 def test_range_cache_is_written_only_after_the_self_check(tmp_path, monkeypatch):
     import export.onnx_export as onnx_export
-    from calibration.int8 import Int8Options
+    from calibration.int8 import Int8Options, Int8Quantizer
+    from export.contract import PARITY_FLOORS
 
     spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
     torch.manual_seed(0)
@@ -149,10 +159,11 @@ def test_range_cache_is_written_only_after_the_self_check(tmp_path, monkeypatch)
     cache, out = tmp_path / "ranges.json", tmp_path / "m.onnx"
     opts = Int8Options(calib_dir=_images(tmp_path / "c", 2), calib_count=2, calib_size=32, search_size=32, mac_size=32,
                        calib_cache=cache, sensitivity=False)
-    monkeypatch.setitem(onnx_export.MIN_PSNR, "int8", 1000.0)  # no INT8 file can pass
+    options = onnx_export.ExportOptions(precision="int8")
+    monkeypatch.setitem(PARITY_FLOORS, "int8", 1000.0)  # no INT8 file can pass
     with pytest.raises(onnx_export.ExportError, match="self-check"):
-        onnx_export.export("tiny", out, precision="int8", int8=opts)
+        onnx_export.export("tiny", out, options=options, quantizer=Int8Quantizer(opts))
     assert not out.exists() and not cache.exists()
-    monkeypatch.setitem(onnx_export.MIN_PSNR, "int8", 20.0)
-    onnx_export.export("tiny", out, precision="int8", int8=opts)
+    monkeypatch.setitem(PARITY_FLOORS, "int8", 20.0)
+    onnx_export.export("tiny", out, options=options, quantizer=Int8Quantizer(opts))
     assert out.is_file() and cache.is_file()

@@ -9,7 +9,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.functions import DOMAIN, ONNX_OPSET, attach_functions, converse2d_function
+from export.contract import DOMAIN
+from export.functions import ONNX_OPSET, attach_functions, converse2d_function
 from export.lowering import fft_flops, lower_converse2d_matmul, matmul_lowering_flops
 from restormer.ops import PADDING_MODES, converse2d, transposed_attention
 

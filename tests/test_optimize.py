@@ -8,7 +8,7 @@ import torch
 
 from export.fp16 import is_island
 from export.functions import attach_functions
-from export.onnx_export import strip_trace_metadata, trace
+from export.stages import strip_trace_metadata, trace
 from export.optimize import CHANNEL_BLOCK, optimize_for_inference
 from export.ort_session import make_session
 from restormer.presets import ModelSpec

@@ -5,6 +5,7 @@ runtime checks. Tests that need TensorRT itself skip with the reason."""
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import onnx
 import onnx.inliner
@@ -20,14 +21,24 @@ from cli.export import app  # noqa: E402
 from engines.tensorrt import core  # noqa: E402
 from engines.tensorrt.core import RuntimeMismatch, TrtError  # noqa: E402
 from engines.tensorrt.lint import VERSIONS, lint, load_table, table_version  # noqa: E402
+from export import contract  # noqa: E402
+from export.contract import ContractError  # noqa: E402
 from export.functions import DOMAIN, ONNX_OPSET, attach_functions  # noqa: E402
-from export.onnx_export import finish_onnx, set_metadata, trace  # noqa: E402
+from export.stages import ExportOptions, finish, prepare, set_metadata, trace  # noqa: E402
+from restormer.fileio import sha256_file  # noqa: E402
 from restormer.presets import PRESETS, ModelSpec, build  # noqa: E402
 
 FLOAT = TensorProto.FLOAT
 # Two presets keep the default run short (Converse2D with a kernel input; Restormer attention);
 # every preset is linted by tests/test_trt_exports.py (-m slow, run by CI).
 FAST = ("converse-usrnet", "restormer-denoise-color")
+
+
+def _trt_file(traced: onnx.ModelProto, spec: ModelSpec, precision: str, lowering: str) -> onnx.ModelProto:
+    """The TensorRT form of a copy of ``traced``."""
+    copy = onnx.ModelProto.FromString(traced.SerializeToString())
+    return finish(prepare(copy, target="trt"), spec, ExportOptions(precision=precision, converse_lowering=lowering,
+                                                                    target="trt"))
 
 
 def _spec(preset):
@@ -68,17 +79,17 @@ def _ops(model):
 
 
 def test_versions():
-    assert core.parse_version("10.3.0.30") == (10, 3, 0, 30) and core.parse_version("11") == (11,)
+    assert contract.parse_version("10.3.0.30") == (10, 3, 0, 30) and contract.parse_version("11") == (11,)
     assert not core.plugin_priority("10.6.0") and core.plugin_priority("10.7") and core.plugin_priority("11.1.0")
     assert [table_version(v) for v in ("10.3", "10.8.0.43", "10.13.2", "10.16", "11.1.0.7", "11.5")] == \
         ["10.3", "10.7", "10.7", "10.15", "11.0", "11.2"]
     with pytest.raises(TrtError, match="newer than the newest release"):
         table_version("12")
-    assert core.same_engine_version("10.3.0.30", "10.3.0.30") and not core.same_engine_version("10.3.0.30", "10.3.0.26")
+    assert contract.same_engine_version("10.3.0.30", "10.3.0.30") and not contract.same_engine_version("10.3.0.30", "10.3.0.26")
     with pytest.raises(TrtError, match="10.3 or newer"):
         table_version("8.6")
-    with pytest.raises(TrtError, match="not a TensorRT version"):
-        core.parse_version("latest")
+    with pytest.raises(ContractError, match="not a TensorRT version"):
+        contract.parse_version("latest")
 
 
 @pytest.mark.parametrize("version", ["10.3.0", "10.5", "10.6.1"])
@@ -173,8 +184,7 @@ def _check_exports_lint_clean(traced, preset):
     model, spec = traced(preset)
     for precision in ("fp32", "fp16"):
         for lowering in ("function", "matmul"):
-            m = finish_onnx(onnx.ModelProto.FromString(model.SerializeToString()), spec, precision, lowering,
-                            False, False, "", target="trt")
+            m = _trt_file(model, spec, precision, lowering)
             for version in VERSIONS:
                 assert lint(m, version) == [], (preset, precision, lowering, version)
             if lowering == "matmul":
@@ -197,8 +207,7 @@ def test_exports_lint_clean(traced, preset):
 def test_cli_check_trt(traced, tmp_path):
     model, spec = traced("converse-usrnet")
     good = tmp_path / "usrnet.onnx"
-    onnx.save(finish_onnx(onnx.ModelProto.FromString(model.SerializeToString()), spec, "fp16", "function",
-                          False, False, "", target="trt"), good)
+    onnx.save(_trt_file(model, spec, "fp16", "function"), good)
     runner = CliRunner()
     res = runner.invoke(app, [str(good), "--check-trt", "10.3", "--json", str(tmp_path / "lint.json")])
     assert res.exit_code == 0, res.output
@@ -277,22 +286,22 @@ def _sidecar(plugin_sha=""):
 
 def test_sidecar_keys_round_trip(tmp_path):
     data = _sidecar()
-    assert set(core.METADATA_KEYS) | set(core.ENGINE_KEYS) <= set(data)
+    assert set(contract.METADATA_KEYS) | set(contract.ENGINE_KEYS) <= set(data)
     assert data["profile"]["input"]["opt"] == [1, 3, 64, 64]
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")
     assert core.write_sidecar(engine, data) == tmp_path / "m.engine.json"
-    assert core.read_sidecar(engine) == json.loads(json.dumps(data))
+    assert contract.read_sidecar(engine) == json.loads(json.dumps(data))
     with pytest.raises(TrtError, match="lacks metadata"):
         core.build_sidecar({"preset": "x"}, "10.3", "gpu", "8.7", {})
-    with pytest.raises(TrtError, match="no sidecar"):
-        core.read_sidecar(tmp_path / "other.engine")
+    with pytest.raises(ContractError, match="no sidecar"):
+        contract.read_sidecar(tmp_path / "other.engine")
 
 
 def test_runtime_checks(tmp_path):
     lib = tmp_path / "libconverse2d_plugin.so"
     lib.write_bytes(b"plugin v1")
-    data = _sidecar(core.sha256_file(lib))
+    data = _sidecar(sha256_file(lib))
     assert core.check_runtime(data, "10.13.2.6", "NVIDIA GeForce RTX 4090", "8.9", [lib]) == []
     with pytest.raises(RuntimeMismatch, match="built with TensorRT 10.13.2.6, this machine has TensorRT 10.3.0.30"):
         core.check_runtime(data, "10.3.0.30", "NVIDIA GeForce RTX 4090", "8.9", [lib])
@@ -349,13 +358,13 @@ def test_build_and_run_matmul_lowering(tmp_path):
 
     ckpt, _, _ = _small_checkpoint(tmp_path, "converse-usrnet")
     path = tmp_path / "usrnet.onnx"
-    export(str(ckpt), path, precision="fp32", converse_lowering="matmul", verify_size=24)
+    export(str(ckpt), path, options=ExportOptions(converse_lowering="matmul", verify_size=24))
     built = build_engine(path, tmp_path / "usrnet.engine", tile=64, timing_cache=tmp_path / "cache.bin")
     sidecar = json.loads(Path(built.sidecar).read_text())
-    assert sidecar["plugin_sha256"] == "" and sidecar["onnx_sha256"] == core.sha256_file(path)
+    assert sidecar["plugin_sha256"] == "" and sidecar["onnx_sha256"] == sha256_file(path)
     assert (tmp_path / "cache.bin").is_file()
     result = verify_engine(built.engine, str(ckpt), iterations=2)
-    assert result["passed"], result
+    assert result.passed, result
 
 
 def test_build_engine_wiring_with_fake_tensorrt(tmp_path, monkeypatch):
@@ -399,7 +408,7 @@ def test_build_engine_wiring_with_fake_tensorrt(tmp_path, monkeypatch):
     assert list(seen["config"].profiles[0]["x"].max) == [2, 4, 128, 128]
     sidecar = json.loads(Path(result.sidecar).read_text())
     assert sidecar["tensorrt_version"] == "10.13.2.6" and sidecar["gpu"] == "Fake GPU"
-    assert sidecar["plugin_sha256"] == core.sha256_file(lib) and sidecar["onnx_sha256"] == core.sha256_file(path)
+    assert sidecar["plugin_sha256"] == sha256_file(lib) and sidecar["onnx_sha256"] == sha256_file(path)
     assert sidecar["profile"] == {"x": {"min": [1, 4, 16, 16], "opt": [1, 4, 64, 64], "max": [2, 4, 128, 128]}}
     with pytest.raises(TrtError, match="fixed shapes"):
         builder.build_engine(path, tmp_path / "d.engine", tile=64, plugin_libs=[lib], dla_core=0, log=lambda m: None)
@@ -421,16 +430,16 @@ def test_load_engine_checks_before_deserialising(tmp_path, monkeypatch):
     core.write_sidecar(engine, _sidecar())  # built with 10.13.2.6
     with pytest.raises(RuntimeMismatch, match="TensorRT 10.13.2.6, this machine has TensorRT 10.3.0.30"):
         builder.load_engine(engine)
-    with pytest.raises(TrtError, match="no sidecar"):
+    with pytest.raises(ContractError, match="no sidecar"):
         (tmp_path / "m.engine.json").unlink()
         builder.load_engine(engine)
 
 
-# ------------------------------------------------------------------ verify (scripts/verify_gpu.sh)
+# ------------------------------------------------------------------ python -m cli.verify_trt (scripts/verify_gpu.sh)
 
 
 def test_verify_reports_a_failing_step_apart_from_a_parity_verdict(monkeypatch, capsys):
-    from engines.tensorrt import verify
+    from cli import verify_trt as verify
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nstack...")
@@ -445,7 +454,8 @@ def test_verify_reports_a_failing_step_apart_from_a_parity_verdict(monkeypatch, 
 
     monkeypatch.setattr(verify, "verify_engine", bad_input)
     assert verify.main(["m.engine", "--reference", "default"]) == 2
-    monkeypatch.setattr(verify, "verify_engine", lambda *a, **k: {"passed": False, "psnr_vs_torch": 20.0})
+    monkeypatch.setattr(verify, "verify_engine", lambda *a, **k: SimpleNamespace(
+        passed=False, to_json=lambda: {"passed": False, "psnr_vs_torch": 20.0}))
     assert verify.main(["m.engine", "--reference", "default"]) == 1
 
 
@@ -460,12 +470,20 @@ def test_lint_version_for_the_installed_tensorrt():
         version_for("8.6.2")
 
 
+def test_lint_trt_command(capsys):
+    from cli.lint_trt import main
+
+    assert main(["--version-for", "10.3.0.30"]) == 0 and capsys.readouterr().out.strip() == "10.3.0.30"
+    assert main(["--version-for", "8.6.2"]) == 2 and "10.3 or newer" in capsys.readouterr().err
+    assert main(["--version-for", "latest"]) == 2 and "not a TensorRT version" in capsys.readouterr().err
+    assert main([]) == 2 and "usage: python -m cli.lint_trt" in capsys.readouterr().err
+
+
 def test_cli_target_and_save_prepared(traced, tmp_path):
     """--target: the file --check-trt lints is the TensorRT form; --save-prepared writes what the parser gets."""
     model, spec = traced("converse-usrnet")
     good = tmp_path / "usrnet.onnx"
-    onnx.save(finish_onnx(onnx.ModelProto.FromString(model.SerializeToString()), spec, "fp16", "function",
-                          False, False, "", target="trt"), good)
+    onnx.save(_trt_file(model, spec, "fp16", "function"), good)
     runner = CliRunner()
     prepared = tmp_path / "usrnet_10_3.onnx"
     res = runner.invoke(app, [str(good), "--check-trt", "10.3", "--save-prepared", str(prepared)])

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from cli.export import app
 from engines.tensorrt import core
 from engines.triton import processing
+from export import contract
+from restormer.fileio import sha256_file
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs tritonclient[grpc,http] (pip install '.[triton]')")
 from google.protobuf import json_format, text_format  # noqa: E402  (installed with tritonclient)
@@ -149,7 +151,7 @@ def _load_python_model(folder: Path, monkeypatch):
 
 
 def test_python_models_match_restore_run(art, tmp_path, monkeypatch):
-    from cli.run import _grey, _to_uint
+    from engines.restorer import _grey, _to_uint
     from engines.backends import load_runner
     from restormer.tiling import restore_array
 
@@ -204,7 +206,7 @@ def _fake_engine(art, folder: Path, version="10.8.0.43", plugin="ab" * 32, batch
     meta = core.onnx_metadata(onnx.load(str(onnx_path)))
     profile = {"input": {"min": [1, 1, 16, 16], "opt": [batch, 1, 64, 64], "max": [batch, 1, 256, 256]}}
     core.write_sidecar(engine, core.build_sidecar(meta, version, "Fake GPU", "8.9", profile, plugin_sha256=plugin,
-                                                  onnx_sha256=core.sha256_file(onnx_path)))
+                                                  onnx_sha256=sha256_file(onnx_path)))
     return engine
 
 
@@ -219,7 +221,7 @@ def test_plan_repository_from_a_built_engine(art, tmp_path):
     assert [g.kind for g in cfg.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
     _check_against_onnx(cfg, tmp_path / "e" / "m.onnx", batching=True)
     assert (repo / "den" / "1" / "model.plan").read_bytes() == engine.read_bytes()
-    assert core.read_sidecar(repo / "den" / "1" / "model.plan")["tensorrt_version"] == "10.8.0.43"
+    assert contract.read_sidecar(repo / "den" / "1" / "model.plan")["tensorrt_version"] == "10.8.0.43"
     readme = " ".join((repo / "den" / "README.md").read_text().split())
     for words in ("TensorRT 10.8.0.43", "Triton 25.01, 25.02", "tritonserver:25.01-py3", "LD_PRELOAD=",
                   "--backend-config=tensorrt,plugins=", "CONVERSE2D_REGISTER_ON_LOAD=ON", "ab" * 32, "from knowledge"):
@@ -323,7 +325,7 @@ def test_release_table():
     from engines.triton.releases import TRITON_RELEASES, check_plan_release, releases_for
 
     assert releases_for("10.13.3.9") == ["25.09", "25.10"] and releases_for("10.2.0") == []
-    assert all(core.parse_version(trt)[:2] >= core.MIN_VERSION for _, trt in TRITON_RELEASES.values())
+    assert all(contract.parse_version(trt)[:2] >= core.MIN_VERSION for _, trt in TRITON_RELEASES.values())
     check_plan_release("10.3.0.26", "24.08")
     with pytest.raises(ValueError, match="no release in the table"):
         check_plan_release("10.12.0.1", "25.08")
@@ -445,7 +447,7 @@ def test_onnx_external_data_outside_its_folder_is_refused(tmp_path, how, words):
 
 
 def _edit_sidecar(engine: Path, text: str | bytes | None = None, **change) -> None:
-    path = core.sidecar_path(engine)
+    path = contract.sidecar_path(engine)
     if text is None:
         text = json.dumps({**json.loads(path.read_text()), **change})
     path.write_bytes(text if isinstance(text, bytes) else text.encode())

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from engines.tensorrt.lint import lint_versions
-from export.onnx_export import finish_onnx, trace
+from export.stages import ExportOptions, finish, prepare, trace
 from restormer.presets import ASSETS, PRESETS, ModelSpec, build
 
 SHALLOW = {"restormer": {"num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1},
@@ -45,6 +45,11 @@ def _traced(preset: str, full: bool):
     return onnx.ModelProto.FromString(_TRACES[key].SerializeToString()), spec
 
 
+def _trt_file(traced: onnx.ModelProto, spec: ModelSpec, precision: str, lowering: str) -> onnx.ModelProto:
+    return finish(prepare(traced, target="trt"), spec,
+                  ExportOptions(precision=precision, converse_lowering=lowering, target="trt"))
+
+
 def _multi_output_layer_norms(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "LayerNormalization" and len(n.output) > 1]
 
@@ -54,8 +59,7 @@ def _check(preset: str, full: bool = False) -> None:
     lowerings = ("function",) if spec.architecture == "restormer" else ("function", "matmul", "dft")
     for precision in ("fp32", "fp16"):
         for lowering in lowerings:
-            model = finish_onnx(onnx.ModelProto.FromString(traced.SerializeToString()), spec, precision, lowering,
-                                False, False, "", target="trt")
+            model = _trt_file(onnx.ModelProto.FromString(traced.SerializeToString()), spec, precision, lowering)
             where = (preset, precision, lowering)
             assert not _multi_output_layer_norms(model), where
             found = lint_versions(model, (*BEFORE_DFT, "11.2"))
@@ -82,7 +86,7 @@ def test_onnx_runtime_file_is_refused_for_tensorrt():
     """The ONNX Runtime form of a BiasFree Restormer (fused LayerNormalization with InvStdDev) is what
     the parser refuses: the lint must see it, and the TensorRT form must not have it."""
     traced, spec = _traced("default", False)
-    ort_file = finish_onnx(traced, spec, "fp16", "function", False, False, "", target="ort")
+    ort_file = finish(prepare(traced, target="ort"), spec, ExportOptions(precision="fp16", target="ort"))
     assert _multi_output_layer_norms(ort_file)
     for version, issues in lint_versions(ort_file, (*BEFORE_DFT, "11.2")).items():
         assert issues and all(i.op == "LayerNormalization" for i in issues), version
@@ -90,14 +94,15 @@ def test_onnx_runtime_file_is_refused_for_tensorrt():
 
 @pytest.mark.slow
 def test_default_int8_tensorrt_file_lints_clean(tmp_path):
-    from calibration.int8 import Int8Options, build_int8
+    from test_int8 import int8_file
 
+    from calibration.int8 import Int8Options
     from restormer.presets import load_model
 
     net, spec = load_model("default")  # the shipped weights
     opts = Int8Options(calib_dir=ASSETS / "samples", calib_count=2, calib_size=64, search_size=64, sensitivity=False,
                        fallback="fp16", mac_size=64)
-    model, report, _ = build_int8(net, spec, opts, "function", False, False, "", 20, log=lambda *_: None, target="trt")
+    model, _ = int8_file(net, spec, opts, target="trt")
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert not _multi_output_layer_norms(model)
     for version, issues in lint_versions(model, (*BEFORE_DFT, "11.2")).items():

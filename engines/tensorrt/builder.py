@@ -29,6 +29,9 @@ import onnx
 
 from engines.tensorrt import core
 from engines.tensorrt.core import TrtError
+from export.contract import parse_version, read_sidecar
+from restormer.errors import CheckFailed
+from restormer.fileio import atomic_write, atomic_write_bytes, sha256_file
 
 
 def import_tensorrt():
@@ -41,7 +44,7 @@ def import_tensorrt():
             f"(x86-64: pip install tensorrt; Jetson: JetPack's python3-libnvinfer in a venv made with "
             f"--system-site-packages), see docs/TENSORRT.md"
         ) from None
-    if core.parse_version(trt.__version__)[:2] < core.MIN_VERSION:
+    if parse_version(trt.__version__)[:2] < core.MIN_VERSION:
         raise TrtError(f"TensorRT {trt.__version__} is too old: 10.3 or newer is needed")
     return trt
 
@@ -67,26 +70,50 @@ def gpu_info(device: int = 0) -> tuple[str, str]:
     return name.value.decode(errors="replace"), f"{major.value}.{minor.value}"
 
 
-def load_plugins(trt, plugin_libs) -> None:
-    registry = trt.get_plugin_registry()
-    for lib in plugin_libs or ():
-        lib = Path(lib)
+def check_plugin_libs(plugin_libs) -> list[Path]:
+    libs = [Path(p) for p in plugin_libs or ()]
+    for lib in libs:
         if not lib.is_file():
             raise TrtError(f"plugin library {lib} not found (build it: see engines/plugins/converse2d/README.md)")
+    return libs
+
+
+def load_plugins(trt, plugin_libs) -> None:
+    registry = trt.get_plugin_registry()
+    for lib in check_plugin_libs(plugin_libs):
         if registry.load_library(str(lib.resolve())) is None:
             raise TrtError(f"TensorRT could not load plugin library {lib} (see the TensorRT log above)")
 
 
-class BuildFailed(TrtError):
-    """TensorRT refused to parse or build the network (the input itself was fine)."""
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    """The profile, plugins, timing cache and DLA core of an engine build (``build_engine``'s keywords)."""
+
+    min_shape: str | None = None
+    opt_shape: str | None = None
+    max_shape: str | None = None
+    tile: int | None = None
+    plugin_libs: tuple[Path, ...] = ()
+    timing_cache: Path | None = None
+    dla_core: int | None = None
+
+    def kwargs(self) -> dict:
+        return dict(self.__dict__)
 
 
-@dataclass
+class BuildFailed(CheckFailed, TrtError):
+    """TensorRT refused to parse or build the network (the input itself was fine): exit 1, and still a
+    TrtError for callers that catch those."""
+
+
+@dataclass(kw_only=True)
 class BuildResult:
     engine: str
     sidecar: str
     tensorrt_version: str
     seconds: float
+    precision: str
+    profile: dict
     lint_warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -94,10 +121,16 @@ class BuildResult:
         return dict(self.__dict__)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    from restormer.fileio import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
+def write_prepared(model: onnx.ModelProto | str | os.PathLike, target: str | os.PathLike,
+                   version: str | None = None) -> Path:
+    """Write the ONNX as ``core.prepare_onnx`` hands it to the parser of ``version`` (else the installed
+    TensorRT's): the file for trtexec."""
+    if version is None:
+        version = import_tensorrt().__version__
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    prepared, _ = core.prepare_onnx(model, version)
+    return atomic_write(target, lambda tmp: onnx.save(prepared, str(tmp)))
 
 
 def build_engine(
@@ -124,10 +157,7 @@ def build_engine(
         raise TrtError(f"cannot write {engine_path}: folder {engine_path.parent} does not exist")
     model = onnx.load(str(onnx_path))
     meta = core.onnx_metadata(model)
-    plugin_libs = [Path(p) for p in plugin_libs or ()]
-    for lib in plugin_libs:
-        if not lib.is_file():
-            raise TrtError(f"plugin library {lib} not found (build it: see engines/plugins/converse2d/README.md)")
+    plugin_libs = check_plugin_libs(plugin_libs)
 
     trt = import_tensorrt()
     version = trt.__version__
@@ -176,26 +206,29 @@ def build_engine(
         raise BuildFailed(f"TensorRT could not build the engine: {exc}") from None
     if engine_bytes is None:
         raise BuildFailed("TensorRT could not build the engine (see its log above)")
-    _atomic_write(engine_path, bytes(engine_bytes))
+    atomic_write_bytes(engine_path, bytes(engine_bytes))
     sidecar = core.build_sidecar(
         meta, version, gpu, cc, profile,
-        plugin_sha256=core.sha256_file(plugin_libs[0]) if plugin_libs and report.plugin_nodes else "",
-        onnx_sha256=core.sha256_file(onnx_path),
+        plugin_sha256=sha256_file(plugin_libs[0]) if plugin_libs and report.plugin_nodes else "",
+        onnx_sha256=sha256_file(onnx_path),
         extra={"dla_core": dla_core, "onnx_preprocessing": notes},
     )
     side = core.write_sidecar(engine_path, sidecar)
-    return BuildResult(str(engine_path), str(side), version, time.perf_counter() - t0, lint_warnings, notes)
+    return BuildResult(engine=str(engine_path), sidecar=str(side), tensorrt_version=version,
+                       seconds=time.perf_counter() - t0, precision=sidecar["precision"], profile=profile,
+                       lint_warnings=lint_warnings, notes=notes)
 
 
 def load_engine(engine_path, plugin_libs=(), log: Callable[[str], None] = print):
     """Check the sidecar against this machine (core.check_runtime), load plugins, deserialise.
 
-    Returns (engine, sidecar). Raises TrtError/RuntimeMismatch before touching the plan on a mismatch.
+    Returns (engine, sidecar). Raises ContractError (no or a bad sidecar) or TrtError/RuntimeMismatch
+    before touching the plan on a mismatch.
     """
     engine_path = Path(engine_path)
     if not engine_path.is_file():
         raise TrtError(f"engine {engine_path} not found")
-    sidecar = core.read_sidecar(engine_path)
+    sidecar = read_sidecar(engine_path)
     trt = import_tensorrt()
     gpu, cc = gpu_info()
     for w in core.check_runtime(sidecar, trt.__version__, gpu, cc, plugin_libs):

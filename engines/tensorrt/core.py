@@ -1,6 +1,6 @@
 """Pure logic of the TensorRT engine path, testable without TensorRT.
 
-- version parsing and the parser's plugin-versus-function behaviour per TensorRT version;
+- the parser's plugin-versus-function behaviour per TensorRT version (versions: ``export.contract``);
 - ONNX preprocessing for the parser (``prepare_onnx``);
 - optimisation profiles from ``--min/opt/max-shape`` or ``--tile`` and their validation;
 - the engine's JSON sidecar (``build_sidecar``) and the runtime check before deserialising
@@ -11,7 +11,6 @@ Nothing here imports ``tensorrt``; ``engines.tensorrt.builder`` is the thin Tens
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,23 +19,19 @@ from pathlib import Path
 import onnx
 import onnx.inliner
 
-DOMAIN = "restormer"
-# Custom nodes backed by a TensorRT plugin (engines/plugins/); their local function is not for TensorRT.
-PLUGIN_OPS = {"Converse2D": {"plugin_namespace": "restormer", "plugin_version": "1"}}
-# Custom nodes without a plugin: TensorRT runs their local function, which we inline.
-FUNCTION_OPS = ("TransposedAttention",)
+from export.contract import DOMAIN, METADATA_KEYS, PLUGIN_OPS, parse_version, same_engine_version
+from restormer.errors import BadInput
+from restormer.fileio import atomic_write_text, sha256_file
+
 # From this version the ONNX parser imports a node that has a local function as the registered plugin
 # of that name, when there is one: 10.7-10.14 look in the plugin registry first (CHANGELOG 10.7; onnx-
 # tensorrt ModelImporter.cpp isNodeInPluginRegistry at the 10.7 pin); 10.16 and 11.0 do so for nodes
 # that carry ``plugin_namespace``, as ours do (shouldImportAsPlugin at the 10.16 / 11.0 pins).
 PLUGIN_PRIORITY_VERSION = (10, 7)
 MIN_VERSION = (10, 3)
-METADATA_KEYS = ("architecture", "preset", "task", "scale", "in_channels", "out_channels", "value_range",
-                 "pad_multiple", "precision", "tool_version", "source_sha256")
-ENGINE_KEYS = ("tensorrt_version", "gpu", "compute_capability", "profile", "plugin_sha256", "onnx_sha256")
 
 
-class TrtError(ValueError):
+class TrtError(BadInput):
     """Bad input for the TensorRT path (profile, model, sidecar): one clear message."""
 
 
@@ -47,26 +42,9 @@ class RuntimeMismatch(TrtError):
 # ---------------------------------------------------------------- versions
 
 
-def parse_version(text: str | tuple) -> tuple[int, ...]:
-    """'10.3.0.30' -> (10, 3, 0, 30); '11' -> (11,). Raises TrtError on anything else."""
-    if isinstance(text, tuple):
-        return text
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)*)(?:[.+-].*)?\s*", str(text))
-    if not m:
-        raise TrtError(f"not a TensorRT version: {text!r} (expected e.g. 10.3 or 10.13.2.6)")
-    return tuple(int(p) for p in m.group(1).split("."))
-
-
 def plugin_priority(version) -> bool:
     """True when the parser picks the plugin named by plugin_namespace over the local function."""
     return parse_version(version)[:2] >= PLUGIN_PRIORITY_VERSION
-
-
-def same_engine_version(built: str, installed: str) -> bool:
-    """TensorRT plans are tied to the exact release (major.minor.patch[.build]) that wrote them."""
-    a, b = parse_version(built), parse_version(installed)
-    n = min(len(a), len(b), 4)
-    return a[:n] == b[:n]
 
 
 # ---------------------------------------------------------------- ONNX preprocessing
@@ -153,12 +131,12 @@ def onnx_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def read_onnx(path, *, load_external_data: bool = True) -> onnx.ModelProto:
+    """``onnx.load`` or one TrtError naming the file (protobuf's DecodeError and the like)."""
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:
+        raise TrtError(f"cannot read {path} as ONNX: {exc}") from None
 
 
 # ---------------------------------------------------------------- profiles
@@ -270,11 +248,6 @@ def check_shape_in_profile(name: str, shape, profile: dict) -> None:
 # ---------------------------------------------------------------- sidecar
 
 
-def sidecar_path(engine: Path) -> Path:
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
 def build_sidecar(meta: dict, tensorrt_version: str, gpu: str, compute_capability: str, profile: dict,
                   plugin_sha256: str = "", onnx_sha256: str = "", extra: dict | None = None) -> dict:
     missing = [k for k in METADATA_KEYS if k not in meta]
@@ -289,26 +262,9 @@ def build_sidecar(meta: dict, tensorrt_version: str, gpu: str, compute_capabilit
 
 
 def write_sidecar(engine: Path, data: dict) -> Path:
-    path = sidecar_path(engine)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def read_sidecar(engine_or_sidecar: Path) -> dict:
-    p = Path(engine_or_sidecar)
-    path = p if p.suffix == ".json" else sidecar_path(p)
-    if not path.is_file():
-        raise TrtError(f"no sidecar {path}: an engine needs the JSON written beside it by restore-export --format trt")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrtError(f"sidecar {path} is not valid JSON: {exc}") from None
-    missing = [k for k in (*METADATA_KEYS, *ENGINE_KEYS) if k not in data]
-    if missing:
-        raise TrtError(f"sidecar {path} lacks {', '.join(missing)}")
-    return data
+    """``<engine>.json`` beside the engine (export.contract.read_sidecar reads it back)."""
+    engine = Path(engine)
+    return atomic_write_text(engine.with_name(engine.name + ".json"), json.dumps(data, indent=2) + "\n")
 
 
 def check_runtime(sidecar: dict, tensorrt_version: str, gpu: str, compute_capability: str,

@@ -19,7 +19,8 @@ import onnx
 from onnx import numpy_helper
 
 from engines.tensorrt import allowlist
-from engines.tensorrt.core import DOMAIN, PLUGIN_OPS, TrtError, parse_version, plugin_backed, prepare_onnx
+from engines.tensorrt.core import TrtError, plugin_backed, prepare_onnx
+from export.contract import DOMAIN, PLUGIN_OPS, parse_version
 
 VERSIONS = ("10.3", "10.7", "10.13", "11.0", "11.2")  # the first release of each allow-list line
 _TYPE_TAGS = {
@@ -362,6 +363,37 @@ def plugin_node_count(model: onnx.ModelProto | str | Path) -> int:
     return sum(1 for n in model.graph.node if plugin_backed(n))
 
 
+@dataclass(frozen=True, kw_only=True)
+class LintReport:
+    """What ``restore-export --check-trt`` reports for one file and one TensorRT version."""
+
+    path: str
+    version: str
+    table: str  # the operator-table column (table_version)
+    line: str  # the allow-list line (allowlist.line_of)
+    issues: tuple[LintIssue, ...]
+    plugin_nodes: int
+
+    @property
+    def passed(self) -> bool:
+        return not self.issues
+
+    def text(self) -> str:
+        return format_report(list(self.issues), self.version, self.path, self.plugin_nodes)
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "table": self.table, "line": self.line, "passed": self.passed,
+                "issues": [str(i) for i in self.issues]}
+
+
+def lint_report(model: onnx.ModelProto, version: str, *, path: str = "") -> LintReport:
+    """``lint`` of a loaded model with what the report needs (TrtError/ContractError on a bad version)."""
+    issues = lint(model, version)
+    return LintReport(path=path, version=version, table=table_version(version),
+                      line=allowlist.line_of(parse_version(version)), issues=tuple(issues),
+                      plugin_nodes=plugin_node_count(model))
+
+
 def format_report(issues: list[LintIssue], version, path: str = "", plugin_nodes: int = 0) -> str:
     where = f"{path}: " if path else ""
     if not issues:
@@ -378,17 +410,3 @@ def version_for(installed: str) -> str:
     chosen = installed if parse_version(installed)[:2] <= allowlist.NEWEST else ".".join(map(str, allowlist.NEWEST))
     table_version(chosen)  # refuses versions before 10.3
     return chosen
-
-
-if __name__ == "__main__":  # scripts/verify_gpu.sh: python -m engines.tensorrt.lint --version-for 10.3.0.30
-    import sys
-
-    if len(sys.argv) == 3 and sys.argv[1] == "--version-for":
-        try:
-            print(version_for(sys.argv[2]))
-        except TrtError as exc:
-            print(exc, file=sys.stderr)
-            sys.exit(2)
-    else:
-        print("usage: python -m engines.tensorrt.lint --version-for VERSION", file=sys.stderr)
-        sys.exit(2)

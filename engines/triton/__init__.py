@@ -1,3 +1,3 @@
-"""Triton Inference Server: model repositories (``cli``, ``config``, ``readme``), the release table
+"""Triton Inference Server: model repositories (``repository``, ``config``, ``readme``), the release table
 (``releases``) and the image pre/post-processing shared by the server-side Python models and
 restore-client (``processing``). See docs/SCALE_OUT.md."""

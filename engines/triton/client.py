@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.triton import processing
+from restormer.errors import BadInput
 
 PROTOCOLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
 
 
-class ClientError(ValueError):
+class ClientError(BadInput):
     """Bad input for the client (server, model, image): one clear message."""
 
 

@@ -15,6 +15,8 @@ import onnx
 
 from engines.triton import processing
 from engines.triton.pbtxt import Enum
+from export.contract import METADATA_KEYS
+from restormer.errors import BadInput
 
 # backend -> (platform, backend, model file)
 NETWORK_BACKENDS = {
@@ -28,12 +30,10 @@ ONNX_TO_TRITON = {
     onnx.TensorProto.INT8: "TYPE_INT8", onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.BOOL: "TYPE_BOOL",
 }
 FLOAT_TYPES = ("TYPE_FP32", "TYPE_FP16")
-METADATA_KEYS = ("architecture", "preset", "task", "scale", "in_channels", "out_channels", "value_range",
-                 "pad_multiple", "precision", "tool_version", "source_sha256")
 ENSEMBLE_SUFFIXES = {"pre": "_pre", "post": "_post", "image": "_image"}
 
 
-class RepositoryError(ValueError):
+class RepositoryError(BadInput):
     """The model or the options do not fit a Triton repository: one clear message."""
 
 

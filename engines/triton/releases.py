@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-from engines.tensorrt.core import TrtError, parse_version, same_engine_version
+from engines.tensorrt.core import TrtError
+from export.contract import parse_version, same_engine_version
 
 SOURCE = "NVIDIA Frameworks Support Matrix / Triton release notes (from knowledge; 24.08, 24.12, 25.01 cross-checked)"
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import yaml
 
+from restormer.errors import BadInput
 from restormer.presets import shared_dir
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """A config that cannot be trained: unknown key, wrong type or inconsistent values."""
 
 

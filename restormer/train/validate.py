@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from restormer.degrade import Degradation, center_crop, parse_degradation
-from restormer.evaluate import check_compatible, evaluate_image
+from restormer.evaluate import check_compatible, checked_scores, evaluate_image
 from restormer.imageio import from_float
 from restormer.inference import restore
-from restormer.metrics import psnr, ssim
+from restormer.metrics import task_scores
 from restormer.presets import ModelSpec
 from restormer.train.config import Config, ConfigError
 from restormer.train.data import to_float
@@ -68,8 +68,8 @@ def load_valset(cfg: Config, spec: ModelSpec, warn) -> ValSet | None:
 def _score_pair(net: nn.Module, spec: ModelSpec, lq_img: np.ndarray, gt: np.ndarray) -> tuple[float, float, float | None]:
     x = torch.from_numpy(np.ascontiguousarray(to_float(lq_img).transpose(2, 0, 1)))[None]
     out = from_float(restore(net, spec, x), gt.dtype)
-    inp = psnr(lq_img, gt, peak=np.iinfo(gt.dtype).max) if lq_img.shape == gt.shape else None
-    return psnr(out, gt, peak=np.iinfo(gt.dtype).max), ssim(out, gt), inp
+    inp = task_scores(lq_img, gt, with_ssim=False)[0] if lq_img.shape == gt.shape else None
+    return (*checked_scores(out, gt), inp)
 
 
 def validate(net: nn.Module, spec: ModelSpec, valset: ValSet, seed: int = 0) -> dict:
@@ -81,7 +81,7 @@ def validate(net: nn.Module, spec: ModelSpec, valset: ValSet, seed: int = 0) -> 
         if valset.degradation is None:
             scores.append(_score_pair(net, spec, *img))
         else:
-            _, r = evaluate_image(net, spec, valset.degradation, img, seed)
+            _, r = evaluate_image(net, spec, valset.degradation, img, seed=seed)
             scores.append((r.psnr, r.ssim, r.input_psnr))
     net.train(was_training)
     inputs = [s[2] for s in scores if s[2] is not None]

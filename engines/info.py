@@ -1,0 +1,212 @@
+"""An artefact's metadata (ONNX metadata_props, engine sidecar, checkpoint config) and whether the
+installed runtimes can run it (restore-info's library).
+
+``describe(artifact)`` reads the artefact and checks it against this machine: the metadata keys of
+the contract (``export.contract.METADATA_KEYS``, engines also ``ENGINE_KEYS``), the ONNX opset and
+custom domains, an ONNX Runtime session (what restore-run would meet), the TensorRT version (as
+numbers, ``export.contract.same_engine_version``) and the GPU of an engine.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engines.backends import (
+    BackendError, OnnxRuntimeRunner, artifact_kind, available_backends, engine_metadata, engine_version_ok,
+    ort_providers, tensorrt_version, torch_cuda_available,
+)
+from export.contract import ENGINE_KEYS, METADATA_KEYS, ContractError, spec_from_metadata
+from restormer.errors import BadInput, one_line
+
+
+@dataclass
+class OnnxGraphInfo:
+    opsets: dict[str, int]
+    custom_nodes: list[str]   # "domain::op" of every node outside the standard domain
+    functions: list[str]      # "domain::name" of the model's local functions
+    inputs: dict[str, str]    # name -> element type
+
+
+@dataclass
+class ArtifactInfo:
+    """restore-info's report. ``problems`` block running it; ``warnings`` (missing optional metadata
+    keys) do not."""
+
+    artifact: str
+    kind: str                        # "onnx", "engine" or "torch"
+    metadata: dict
+    graph: OnnxGraphInfo | None = None   # ONNX files only
+    weights: str | None = None           # presets / checkpoints only: the official weights file
+    precision: str | None = None         # from the metadata (not for presets / checkpoints)
+    backends: list[str] = field(default_factory=list)
+    runtimes: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def compatible(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        """The report's keys in restore-info's order (the metadata keys are merged in by the command)."""
+        data: dict = {"artifact": self.artifact, "kind": self.kind, "metadata": self.metadata}
+        if self.graph is not None:
+            data.update(opsets=self.graph.opsets, custom_nodes=self.graph.custom_nodes,
+                        functions=self.graph.functions, inputs=self.graph.inputs)
+        if self.kind == "torch":
+            data["weights"] = self.weights
+        if self.precision is not None:
+            data["precision"] = self.precision
+        data.update(backends=self.backends, runtimes=self.runtimes, problems=self.problems, warnings=self.warnings,
+                    compatible=self.compatible)
+        return data
+
+
+# --------------------------------------------------------------------------- this machine
+
+
+def gpu_names() -> list[str]:
+    """'name, compute capability' of every NVIDIA GPU (nvidia-smi); empty without one."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        res = subprocess.run([exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in res.stdout.splitlines() if line.strip()] if res.returncode == 0 else []
+
+
+def runtimes() -> dict:
+    """Versions of the installed runtimes, ONNX Runtime's providers, PyTorch's CUDA and the GPUs."""
+    info = {"python": platform.python_version()}
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+        info["onnxruntime_providers"] = ort_providers()
+    except ImportError:
+        info["onnxruntime"] = None
+    info["tensorrt"] = tensorrt_version()
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_cuda"] = torch_cuda_available()
+    except ImportError:
+        info["torch"] = None
+    info["gpus"] = gpu_names()
+    return info
+
+
+# --------------------------------------------------------------------------- by kind
+
+
+def _read_onnx(path: Path) -> tuple[dict, OnnxGraphInfo, list[str]]:
+    import onnx
+
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise BadInput(f"{path}: not a readable ONNX model ({one_line(exc)})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    graph = OnnxGraphInfo(
+        opsets={(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+        custom_nodes=sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")}),
+        functions=sorted(f"{f.domain}::{f.name}" for f in model.functions),
+        inputs={i.name: onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type) for i in model.graph.input})
+    problems = []
+    missing = [k for k in METADATA_KEYS if k not in meta]
+    if missing:
+        problems.append(f"metadata lacks {', '.join(missing)}")
+    try:
+        from onnx.defs import onnx_opset_version
+
+        need = graph.opsets.get("ai.onnx", 0)
+        if need > onnx_opset_version():
+            problems.append(f"opset {need} is newer than the installed onnx supports ({onnx_opset_version()})")
+    except Exception:
+        pass
+    undefined = [c for c in graph.custom_nodes if c not in graph.functions and not c.startswith("com.microsoft")]
+    if undefined:
+        problems.append(f"custom nodes without a function (need a plugin/runtime kernel): {', '.join(undefined)}")
+    return meta, graph, problems
+
+
+def _read_engine(path: Path) -> tuple[dict, list[str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"engine not found: {path}")
+    meta = engine_metadata(path)
+    problems = []
+    missing = [k for k in METADATA_KEYS + ENGINE_KEYS if k not in meta]
+    if missing:
+        problems.append(f"sidecar lacks {', '.join(missing)}")
+    installed = tensorrt_version()
+    if installed is None:
+        problems.append("TensorRT is not installed")
+    elif meta.get("tensorrt_version") and not engine_version_ok(meta["tensorrt_version"], installed):
+        problems.append(f"built with TensorRT {meta['tensorrt_version']}, installed is {installed}: rebuild")
+    gpus = gpu_names()
+    if not gpus:
+        problems.append("no NVIDIA GPU found (nvidia-smi)")
+    elif meta.get("compute_capability") and not any(str(meta["compute_capability"]) in g for g in gpus):
+        problems.append(f"built for compute capability {meta['compute_capability']}, this machine has {'; '.join(gpus)}")
+    return meta, problems
+
+
+def _read_torch(artifact: str) -> tuple[dict, str | None, list[str]]:
+    from restormer.presets import official_weights, resolve
+
+    spec = resolve(artifact)
+    weights = official_weights(spec)
+    problems = []
+    if weights is None or not weights.is_file():
+        problems.append(f"weights not found: {weights} (pass --weights to the other commands)")
+    return dict(spec.to_json()), str(weights) if weights else None, problems
+
+
+def ort_session_problems(path: str) -> list[str]:
+    """What restore-run would meet: ONNX Runtime's CPU session itself, started and closed."""
+    try:
+        runner = OnnxRuntimeRunner(path, threads=1)
+        runner.activate()
+        runner.deactivate()
+    except (BackendError, ValueError) as exc:
+        return [f"ONNX Runtime cannot run it: {one_line(exc)}"]
+    return []
+
+
+def describe(artifact: str) -> ArtifactInfo:
+    """The artefact's report against this machine. Raises ValueError (BadInput, ContractError) or
+    FileNotFoundError on unusable input."""
+    kind = artifact_kind(artifact)
+    info = ArtifactInfo(artifact=artifact, kind=kind, metadata={})
+    if kind == "onnx":
+        info.metadata, info.graph, problems = _read_onnx(Path(artifact))
+    elif kind == "engine":
+        info.metadata, problems = _read_engine(Path(artifact))
+    else:
+        info.metadata, info.weights, problems = _read_torch(artifact)
+    if kind != "torch":
+        try:
+            info.precision = spec_from_metadata(info.metadata, artifact)[1]
+        except ContractError as exc:
+            problems.append(str(exc))
+    info.backends = available_backends(artifact)
+    if kind == "onnx" and not problems and "ort-cpu" in info.backends:
+        problems += ort_session_problems(artifact)
+    if [p for p in problems if " lacks " not in p]:
+        info.backends = []  # "runs on" only what restore-run accepts
+    elif not info.backends:
+        problems.append("no installed runtime can run it")
+    info.runtimes = runtimes()
+    info.warnings = [p for p in problems if " lacks " in p]  # optional keys: reported, not blocking
+    info.problems = [p for p in problems if p not in info.warnings]
+    return info

@@ -1,0 +1,189 @@
+"""The stages of an export, each on an in-memory ONNX graph (``export.onnx_export`` runs them and
+writes the verified file):
+
+1. ``trace`` + ``prepare``: the FP32 graph (dynamo trace, trace metadata stripped, rewritten for the
+   target runtime by ``export.optimize``, the custom nodes' reference functions attached). It runs
+   in ONNX Runtime as is, which is what a ``Quantizer`` needs to calibrate it.
+2. ``apply_passes``: the precision and lowering passes (FP16, constant-kernel marks, Converse2D
+   lowering, the class hierarchy dropped, inlining), on the FP32 graph or on a quantizer's Q/DQ graph
+   alike, so that a new pass is added once.
+3. ``set_metadata``: the contract's metadata keys (``export.contract.METADATA_KEYS``) plus a
+   quantizer's own.
+
+INT8 is a ``Quantizer`` (``calibration.int8.Int8Quantizer``): it takes the FP32 graph and returns the
+Q/DQ graph; the exporter never calls calibration, calibration never calls the exporter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import onnx
+import onnx.inliner
+import torch
+
+from export.fp16 import convert_to_fp16
+from export.functions import ONNX_OPSET, attach_functions, mark_constant_kernels
+from export.lowering import lower_converse2d
+from export.optimize import optimize_for_inference
+from restormer import __version__ as tool_version
+from restormer.presets import ModelSpec
+
+PRECISIONS = ("fp32", "fp16", "int8")
+FLOAT_PRECISIONS = ("fp32", "fp16")  # what a graph's float parts (an INT8 file's fallback included) run in
+LOWERINGS = ("function", "matmul", "dft", "auto")
+TARGETS = ("ort", "trt")
+ORT_IR_VERSION = 10  # onnxruntime 1.18+ reads IR 10
+_DROP_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node", "pkg.torch.onnx.name_scopes")
+_CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """What to export. ``target``: the runtime the file is for, ``ort`` (every rewrite that makes ONNX
+    Runtime faster) or ``trt`` (only forms the TensorRT parser imports; ``export.optimize``);
+    ``tensorrt``: the TensorRT version a ``trt`` file is for (``converse_lowering="auto"``)."""
+
+    precision: str = "fp32"
+    converse_lowering: str = "function"
+    io_fp16: bool = False
+    inline: bool = False
+    opset: int = ONNX_OPSET
+    verify_size: int = 64
+    optimize: bool = True
+    target: str = "ort"
+    tensorrt: tuple[int, ...] | None = None
+
+
+@dataclass(kw_only=True)
+class Quantized:
+    """A quantizer's answer: the Q/DQ graph, the precision of its remaining float parts, metadata to
+    add to the file, a report for the result, and what to do once the verified file is written."""
+
+    model: onnx.ModelProto
+    fallback: str  # "fp16" or "fp32"
+    metadata: dict[str, str] = field(default_factory=dict)
+    report: dict | None = None
+    on_accept: Callable[[], None] = lambda: None
+
+
+class Quantizer(Protocol):
+    def check(self, spec: ModelSpec | None = None) -> None:
+        """Fail fast on bad input before any work: the options alone (``spec`` None, before the
+        model is loaded), then, once the model is known, the data they name (before the trace)."""
+
+    def __call__(self, fp32_graph: onnx.ModelProto, spec: ModelSpec, net: torch.nn.Module) -> Quantized:
+        """The quantized graph of ``fp32_graph`` (the output of ``prepare``; not modified)."""
+
+
+# --------------------------------------------------------------------------- 1. the FP32 graph
+
+
+def example_inputs(spec: ModelSpec, size: int, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    # Batch 2 and a non-trivial size: the exporter specialises dimensions whose example value is 0 or 1.
+    x = torch.rand(batch, spec.in_channels, size, size)
+    if spec.needs_kernel:
+        return x, torch.full((batch, 1, 7, 7), 1 / 49)
+    return (x,)
+
+
+def trace(net: torch.nn.Module, spec: ModelSpec, *, opset: int = ONNX_OPSET) -> onnx.ModelProto:
+    """Dynamo export with dynamic batch, height and width; custom nodes, no functions yet."""
+    if opset < ONNX_OPSET:
+        raise ValueError(f"opset {opset} is too old: Converse2D's reference function needs DFT from opset {ONNX_OPSET}")
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    height = torch.export.Dim("height", min=spec.pad_multiple * 2, max=16384)
+    width = torch.export.Dim("width", min=spec.pad_multiple * 2, max=16384)
+    image = {0: batch, 2: height, 3: width}
+    size = max(32, 4 * spec.pad_multiple)
+    names = ["input", "kernel"] if spec.needs_kernel else ["input"]
+    dynamic = (image, {0: batch}) if spec.needs_kernel else (image,)
+    program = torch.onnx.export(
+        net, example_inputs(spec, size), dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
+        input_names=names, output_names=["output"], optimize=True, verbose=False,
+    )
+    model = program.model_proto
+    model.ir_version = min(model.ir_version, ORT_IR_VERSION)
+    return model
+
+
+def _drop_node_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
+    for node in model.graph.node:
+        keep = [p for p in node.metadata_props if p.key not in keys]
+        del node.metadata_props[:]
+        node.metadata_props.extend(keep)
+
+
+def strip_trace_metadata(model: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node stack traces (they leak local paths and bloat the file)."""
+    _drop_node_metadata(model, _DROP_METADATA)
+
+
+def prepare(traced: onnx.ModelProto, *, optimize: bool = True, target: str = "ort") -> onnx.ModelProto:
+    """The FP32 graph of a trace (``traced`` is modified; pass a copy to reuse a trace)."""
+    strip_trace_metadata(traced)
+    model = traced
+    if optimize:
+        # FP32 graph rewrites (fused LayerNorm, split/padded 1x1 -> depthwise chunks), before the FP16
+        # pass: the new LayerNorm nodes carry the class hierarchy that places the FP32 islands.
+        model, _ = optimize_for_inference(model, target=target)
+    return attach_functions(model)
+
+
+# --------------------------------------------------------------------------- 2. precision and lowering
+
+
+def apply_passes(model: onnx.ModelProto, *, precision: str, converse_lowering: str, io_fp16: bool = False,
+                 inline: bool = False) -> onnx.ModelProto:
+    """The passes after ``prepare`` (and after quantization); ``precision``: that of the float parts."""
+    if precision not in FLOAT_PRECISIONS:
+        raise ValueError(f"the float parts of a graph are fp32 or fp16, got {precision!r}")
+    if precision == "fp16":
+        model = convert_to_fp16(model, io_fp16=io_fp16)
+    mark_constant_kernels(model)
+    if converse_lowering in ("matmul", "dft"):
+        # After the FP16 pass: the lowered solve casts its FP16 inputs to FP32 and computes there.
+        model = lower_converse2d(model, converse_lowering)
+    _drop_node_metadata(model, (_CLASS_HIERARCHY,))  # only needed to place the FP32 islands
+    if inline:
+        model = onnx.inliner.inline_local_functions(model)
+    return model
+
+
+# --------------------------------------------------------------------------- 3. metadata
+
+
+def set_metadata(model: onnx.ModelProto, spec: ModelSpec, precision: str, source_sha256: str, *,
+                 extra: dict[str, str] | None = None) -> None:
+    """The contract's keys (``export.contract.METADATA_KEYS``, in that order), then ``extra``."""
+    props = {
+        "architecture": spec.architecture,
+        "preset": spec.name,
+        "task": spec.task,
+        "scale": str(spec.scale),
+        "in_channels": str(spec.in_channels),
+        "out_channels": str(spec.out_channels),
+        "value_range": "0,1",
+        "pad_multiple": str(spec.pad_multiple),
+        "precision": precision,
+        "tool_version": tool_version,
+        "source_sha256": source_sha256,
+        **(extra or {}),
+    }
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def finish(graph: onnx.ModelProto | Quantized, spec: ModelSpec, options: ExportOptions, *,
+           source_sha256: str = "") -> onnx.ModelProto:
+    """Stages 2 and 3 on a prepared FP32 graph or a quantizer's answer (``graph`` may be modified);
+    ``options.converse_lowering`` as resolved (``auto`` lowers nothing)."""
+    quantized = graph if isinstance(graph, Quantized) else None
+    model = quantized.model if quantized else graph
+    model = apply_passes(model, precision=quantized.fallback if quantized else options.precision,
+                         converse_lowering=options.converse_lowering, io_fp16=options.io_fp16, inline=options.inline)
+    set_metadata(model, spec, options.precision, source_sha256, extra=quantized.metadata if quantized else None)
+    return model
