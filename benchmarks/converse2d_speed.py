@@ -7,17 +7,23 @@ calls (the kernel spectrum is rebuilt every time in both). Prints the ratios.
 """
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from converse_reference import converse2d_official  # noqa: E402
 from timing import latency_ms  # noqa: E402
 
 from restormer.ops import converse2d  # noqa: E402
+
+# Loaded from its file: tests/ on sys.path would shadow restormer/ with tests/restormer/.
+_ref = importlib.util.spec_from_file_location("converse_reference",
+                                              Path(__file__).resolve().parents[1] / "tests" / "converse_reference.py")
+converse_reference = importlib.util.module_from_spec(_ref)
+_ref.loader.exec_module(converse_reference)
+converse2d_official = converse_reference.converse2d_official
 
 CASES = [
     # name, C, H, W, k, scale, padding, mode, target speed-up

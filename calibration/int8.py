@@ -24,58 +24,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnx
 
 from calibration.data import CalibrationError, ImageSet, load_images, select_paths
+from calibration.options import Int8Options  # noqa: F401  (also importable from here)
 from calibration.qdq import Layer, consumers, conv_macs, find_layers, insert_qdq, output_takes_no_q
-from calibration.ranges import METHODS, amax_of, calibrate, fingerprint, load_cache, save_cache
+from calibration.ranges import Ranges, amax_of, calibrate, fingerprint, load_cache, save_cache
 from calibration.report import int8_report
 from calibration.search import greedy_search
 from export.ort_session import cpu_session
 from export.stages import Quantized
 from restormer.presets import ModelSpec
-
-FALLBACKS = ("fp16", "fp32")
-
-
-@dataclass(kw_only=True)
-class Int8Options:
-    calib_dir: Path | None = None
-    calib_count: int = 20
-    calib_size: int | None = 128          # crop size; None or 0 = full images
-    calib_method: str = "minmax"
-    degrade: str | None = None            # default: the preset's
-    seed: int = 0
-    psnr_budget: float = 0.3
-    fallback: str = "fp16"
-    search_dir: Path | None = None        # default: the calibration images
-    search_count: int | None = None
-    search_size: int | None = 128
-    exclude: list[str] = field(default_factory=list)
-    quantize_ends: bool = False           # also quantize the first and last layer
-    calib_cache: Path | None = None
-    mac_size: int = 256
-    sensitivity: bool = True              # per-layer analysis and greedy search
-    threads: int = 1
-
-    def check(self) -> None:
-        if self.calib_dir is None:
-            raise CalibrationError("--precision int8 needs --calib-dir DIR (a folder of clean images)")
-        if self.calib_method not in METHODS:
-            raise CalibrationError(f"--calib-method must be one of {', '.join(METHODS)}, got {self.calib_method!r}")
-        if self.fallback not in FALLBACKS:
-            raise CalibrationError(f"--fallback must be fp16 or fp32, got {self.fallback!r}")
-        if not (self.psnr_budget >= 0):
-            raise CalibrationError(f"--psnr-budget must be >= 0 dB, got {self.psnr_budget}")
-        if self.calib_count < 1:
-            raise CalibrationError(f"--calib-count must be >= 1, got {self.calib_count}")
-        if self.calib_cache is not None and not Path(self.calib_cache).parent.is_dir():
-            raise CalibrationError(f"cannot write {self.calib_cache}: folder {Path(self.calib_cache).parent} does not exist")
-
 
 class Int8Quantizer:
     """``export.stages.Quantizer`` for INT8 Q/DQ files; ``log``: progress lines (``print``)."""
@@ -112,14 +73,6 @@ def load_sets(spec: ModelSpec, opts: Int8Options) -> tuple[ImageSet, ImageSet]:
         search = load_images(paths, spec, opts.search_size or None, opts.degrade, opts.seed,
                              asked=opts.search_count, what="search")
     return calib, search
-
-
-@dataclass(kw_only=True)
-class Ranges:
-    amax: dict[str, float]                 # tensor -> calibrated |max|, for the tensors that have one
-    settings: dict                         # the calibration settings the cache is keyed on
-    cache_state: str                       # "not used", "hit" or "miss: why"
-    save: Callable[[], None]               # writes the cache (once the file is accepted)
 
 
 def calibrated_ranges(graph: onnx.ModelProto, layers: list[Layer], calib: ImageSet, spec: ModelSpec,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,14 @@ from calibration.data import CalibrationError
 from export.ort_session import cpu_session
 
 METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(kw_only=True)
+class Ranges:
+    amax: dict[str, float]                 # tensor -> calibrated |max|, for the tensors that have one
+    settings: dict                         # the calibration settings the cache is keyed on
+    cache_state: str                       # "not used", "hit" or "miss: why"
+    save: Callable[[], None]               # writes the cache (once the file is accepted)
 CACHE_FORMAT, CACHE_VERSION = "restormer-int8-ranges", 1
 
 

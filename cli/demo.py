@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 
 from cli.common import EXIT_CHECK_FAILED, fail, out, run, set_threads
+from export.contract import PARITY_FLOORS
 from restormer.degrade import parse_degradation
 from restormer.imageio import from_float, list_images, read_image, write_image
 from restormer.metrics import psnr_peak1, task_scores
@@ -27,7 +28,7 @@ from restormer.presets import ASSETS
 
 SAMPLES = ASSETS / "samples"
 MODEL = "default"
-MIN_PARITY_DB = 45.0  # the FP16 parity floor of restore-parity
+MIN_PARITY_DB = PARITY_FLOORS["fp16"]  # the FP16 parity floor of restore-parity
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
 
 

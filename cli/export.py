@@ -93,7 +93,7 @@ def _print_result(result: ExportResult, target: str) -> None:
     table.add_row("time", f"{result.seconds:.0f} s")
     out.print(table)
     if result.int8:
-        from calibration.report import print_int8_report
+        from cli.int8_report import print_int8_report
 
         print_int8_report(out, result.int8)
 
@@ -224,7 +224,7 @@ def main(
         export_trt(model, fmt=fmt, out_path=out_path, check_trt=check_trt, trt_version=trt_version,
                    save_prepared=save_prepared, json_out=json_out, build=build, options=options, export_onnx=onnx_step)
     if fmt != "onnx":
-        raise fail(f"--format {fmt!r} is not available yet (only onnx)")
+        raise fail(f"--format must be onnx, trt or triton-repo, got {fmt!r}")
     if out_path is None or out_path.suffix != ".onnx":
         raise fail(f"--out must end in .onnx, got {out_path}")
     export_onnx(model, out_path, weights=weights, options=options, quantizer=quantizer, json_out=json_out)

@@ -389,11 +389,9 @@ def _onnx_custom_outputs(artifact: str) -> tuple[list, bytes | None]:
 
 
 def _run_onnx(model: bytes, names: list[str], feed: dict) -> list[np.ndarray]:
-    import onnxruntime as ort
+    from export.ort_session import cpu_session
 
-    options = ort.SessionOptions()  # ONNX Runtime's defaults (this is a diagnostic, not a benchmark)
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model, threads=0, level="all")  # ONNX Runtime's defaults: a diagnostic, not a benchmark
     dtypes = {i.name: (np.float16 if i.type == "tensor(float16)" else np.float32) for i in session.get_inputs()}
     return session.run(names, {k: v.astype(dtypes.get(k, np.float32)) for k, v in feed.items()})
 

@@ -1,4 +1,7 @@
-"""The built-in default model (preset ``default``) shipped in the package, and the README's main job."""
+"""The built-in default model (preset ``default``) shipped in the package, and the README's main job.
+
+At the top level, not under a package folder: it checks a shipped artefact (its weights, config and
+training log) and the whole path from the weights through restore-demo, not one module."""
 
 import json
 

@@ -1,12 +1,13 @@
 """Published numbers of the official checkpoints, reproduced with our reference and protocols.
 
 slow: run by CI (`make test`). paper_full: about an hour on 2 cores, run with `make paper-full`.
+At the top level, not under a package folder: each test spans the models, the degradations and the
+evaluation protocol of restormer/ against a published number, not one module.
 """
 
 import numpy as np
 import pytest
 
-from conftest import need_shared
 from restormer.degrade import parse_degradation
 from restormer.evaluate import evaluate
 from restormer.imageio import list_images
@@ -28,7 +29,7 @@ def _mean(results, key="psnr"):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", DEBLUR)
-def test_deblurring_matches_official_code(preset):
+def test_deblurring_matches_official_code(preset, need_shared):
     images = list_images(need_shared("data", "denoise", "CBSD68"))[:4]
     kernels = need_shared("data", "kernels", "conversenet")
     model, spec = load_model(preset)
@@ -40,21 +41,21 @@ def test_deblurring_matches_official_code(preset):
 
 
 @pytest.mark.slow
-def test_converse_dncnn_set12_sigma25():
+def test_converse_dncnn_set12_sigma25(need_shared):
     model, spec = load_model("converse-dncnn")
     results = evaluate(model, spec, list_images(need_shared("data", "denoise", "Set12")), parse_degradation("noise:25"))
     assert _mean(results) >= 30.65  # paper: 30.70
 
 
 @pytest.mark.slow
-def test_converse_srresnet_set5_x4():
+def test_converse_srresnet_set5_x4(need_shared):
     model, spec = load_model("converse-srresnet")
     results = evaluate(model, spec, list_images(need_shared("data", "sr", "Set5")), parse_degradation("sr:4"))
     assert _mean(results) >= 32.15  # paper: 32.25
 
 
 @pytest.mark.paper_full
-def test_converse_dncnn_bsd68_sigma25():
+def test_converse_dncnn_bsd68_sigma25(need_shared):
     model, spec = load_model("converse-dncnn")
     results = evaluate(model, spec, list_images(need_shared("data", "denoise", "BSD68")), parse_degradation("noise:25"))
     assert _mean(results) >= 29.30  # paper: 29.36

@@ -46,10 +46,6 @@ def wrap(net: nn.Module, d: Dist) -> nn.Module:
     return nn.parallel.DistributedDataParallel(net, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
 
 
-def unwrap(net: nn.Module) -> nn.Module:
-    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
-
-
 def mean(value: float, d: Dist) -> float:
     """Average of a number over the processes."""
     if d.world == 1:

@@ -2,7 +2,7 @@
 # Converse2D on a GPU without TensorRT (CUDA toolkit + cuFFT, the repository's Python environment):
 # builds converse2d_runner_check (converse2d_runner.cpp + converse2d_kernels.cu, as the plugin
 # library compiles them, without the TensorRT glue) and
-#   1. runs the host test cases (tests/test_converse_plugin_host.py: scales 1-3, every padding mode,
+#   1. runs the host test cases (tests/engines/plugins/test_converse2d.py: scales 1-3, every padding mode,
 #      odd/even sizes and kernels, shared/per-sample kernel and λ) in FP32 and in FP16 (x, kernel,
 #      output; λ FP32) through cuFFT, each in a workspace of the profile bound, also with the cached
 #      kernel spectrum, and prints the max abs error per case against restormer.ops (float64) and
@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, "tests")
-from test_converse_plugin_host import BATCHES, GEOMETRIES, MODES, _inputs  # the host test cases
+sys.path.insert(0, "tests/engines/plugins")
+from test_converse2d import BATCHES, GEOMETRIES, MODES, _inputs  # the host test cases
 from engines.plugins.converse2d import host as c2d_host
 from restormer.ops import converse2d
 

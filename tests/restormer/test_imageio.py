@@ -1,4 +1,6 @@
-"""Issue 16 review of image files: pixel limit, CMYK, multi-page/animated, ICC, JPEG quality, kernels."""
+"""restormer.imageio: reading and writing image files (8/16 bits, alpha, EXIF orientation, broken files,
+atomic writes, tensors), and the issue 16 review of image files: pixel limit, CMYK, multi-page/animated,
+ICC, JPEG quality, kernels."""
 
 import io
 import struct
@@ -10,12 +12,13 @@ import numpy as np
 import pytest
 import scipy.io
 import tifffile
+import torch
 from PIL import Image, ImageCms, ImageFile
 
 from restormer import imageio
 from restormer.degrade import load_kernel, parse_degradation
-from restormer.imageio import (ImageReadError, read_icc_profile, read_image, read_image_alpha, set_max_pixels,
-                               storable_path, write_image)
+from restormer.imageio import (ImageReadError, from_float, list_images, read_icc_profile, read_image,
+                               read_image_alpha, set_max_pixels, storable_path, to_tensor, write_image)
 
 rng = np.random.default_rng(16)
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -38,15 +41,6 @@ def _no_decoding(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- crafted headers
-
-def _tiff_header_only(path: Path, width: int, height: int) -> None:
-    """A 8-bit grey TIFF whose IFD declares width x height but holds 16 bytes of data."""
-    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0),
-            (277, 3, 1), (278, 4, height), (279, 4, width * height)]
-    data_at = 8 + 2 + 12 * len(tags) + 4
-    ifd = b"".join(struct.pack("<HHII", tag, kind, 1, data_at if tag == 273 else value) for tag, kind, value in tags)
-    path.write_bytes(b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + b"\x00" * 4 + b"\x00" * 16)
-
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
     def chunk(tag, data):
@@ -71,9 +65,9 @@ def test_default_limit_is_200_megapixels():
     assert imageio.MAX_PIXELS == 200_000_000
 
 
-def test_tiff_bomb_refused_from_header(tmp_path, monkeypatch):
+def test_tiff_bomb_refused_from_header(tmp_path, monkeypatch, tiff_header_only):
     path = tmp_path / "bomb.tif"
-    _tiff_header_only(path, 25000, 25000)
+    tiff_header_only(path, 25000, 25000)
     assert path.stat().st_size < 200
     _no_decoding(monkeypatch)
     with pytest.raises(ImageReadError) as err:
@@ -318,3 +312,145 @@ def test_negative_sum_and_non_finite_kernels_are_refused(tmp_path):
         for path in _zero_kernel_files(tmp_path, k):
             with pytest.raises(ValueError, match="kernel has non-finite values"):
                 load_kernel(path)
+
+
+# ----------------------------------------------------------------------------- reading and writing image files
+
+def _png16_colour(path: Path, arr: np.ndarray) -> None:
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_read_8bit_png_grey_and_rgb(tmp_path):
+    grey = rng.integers(0, 256, (6, 7)).astype(np.uint8)
+    rgb = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+    rgb[0, 0] = [255, 0, 0]
+    rgb[0, 1] = [10, 200, 30]
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    g = read_image(tmp_path / "g.png")
+    assert g.shape == (6, 7, 1) and g.dtype == np.uint8
+    np.testing.assert_array_equal(g[..., 0], grey)
+    grey3 = read_image(tmp_path / "g.png", channels=3)
+    np.testing.assert_array_equal(grey3, np.repeat(grey[..., None], 3, 2))
+    np.testing.assert_array_equal(read_image(tmp_path / "c.png"), rgb)
+    y = read_image(tmp_path / "c.png", channels=1)
+    assert y.shape == (6, 7, 1)
+    assert y[0, 0, 0] == 76 and y[0, 1, 0] == 124  # round(.299 R + .587 G + .114 B)
+
+
+def test_read_rgba_drops_alpha_and_exif_orientation(tmp_path):
+    rgba = rng.integers(0, 256, (4, 5, 4)).astype(np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), rgba[..., :3])
+    img = rng.integers(0, 256, (4, 6, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(img).save(tmp_path / "o.png", exif=exif)
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png"), np.rot90(img, k=-1))
+
+
+def test_read_16bit_png_and_tiff(tmp_path):
+    g16 = rng.integers(0, 65536, (5, 6)).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    out = read_image(tmp_path / "g16.png")
+    assert out.dtype == np.uint16 and out.shape == (5, 6, 1)
+    np.testing.assert_array_equal(out[..., 0], g16)
+    c16 = rng.integers(0, 65536, (5, 6, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "c16.tif", c16, photometric="rgb")
+    out = read_image(tmp_path / "c16.tif")
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, c16)
+    tifffile.imwrite(tmp_path / "planar.tiff", np.moveaxis(c16, -1, 0),
+                     photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.tiff"), c16)
+    _png16_colour(tmp_path / "c16.png", c16)  # Pillow would silently reduce this to 8 bits
+    with pytest.raises(ImageReadError, match="16-bit"):
+        read_image(tmp_path / "c16.png")
+
+
+def test_read_broken_files(tmp_path):
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image\n")
+    (tmp_path / "text.tif").write_text("not an image either\n")
+    for name in ("trunc.png", "empty.png", "text.png", "text.tif"):
+        with pytest.raises(ImageReadError) as info:
+            read_image(tmp_path / name)
+        msg = str(info.value)
+        assert name in msg and "\n" not in msg
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "nope.png")
+
+
+@pytest.mark.parametrize("name,img", [
+    ("g.png", rng.integers(0, 256, (5, 7), dtype=np.uint8)),
+    ("c.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)),
+    ("c.bmp", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)),
+    ("g16.png", rng.integers(0, 65536, (5, 7, 1), dtype=np.uint16)),
+    ("c16.tif", rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)),
+])
+def test_write_image_round_trip_leaves_no_temp(tmp_path, name, img):
+    write_image(tmp_path / name, img)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    back = read_image(tmp_path / name)
+    np.testing.assert_array_equal(back, img.reshape(5, 7, -1))
+
+
+def test_write_image_failure_keeps_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.png"
+    old = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    write_image(target, old)
+
+    def broken_save(self, fp, *args, **kwargs):
+        fp.write(b"\x89PNG partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        write_image(target, np.zeros((4, 4, 3), np.uint8))
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+    np.testing.assert_array_equal(read_image(target), old)
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "y.jpg", np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "y.png", np.zeros((4, 4, 3), np.float32))
+
+
+def test_list_images(tmp_path):
+    for name in ("b.PNG", "a.jpg", "c.tiff", "d.Bmp", "notes.txt", "e.jpeg", "f.tif"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub.png").mkdir()
+    expected = ["a.jpg", "b.PNG", "c.tiff", "d.Bmp", "e.jpeg", "f.tif"]
+    assert [p.name for p in list_images(tmp_path)] == expected
+    with pytest.raises(FileNotFoundError, match="missing"):
+        list_images(tmp_path / "missing")
+    with pytest.raises(NotADirectoryError, match="notes.txt"):
+        list_images(tmp_path / "notes.txt")
+
+
+def test_tensor_conversions():
+    img = np.array([[[0, 128, 255]]], np.uint8)
+    t = to_tensor(img)
+    assert t.shape == (1, 3, 1, 1) and t.dtype == torch.float32
+    np.testing.assert_allclose(t.flatten().numpy(), [0, 128 / 255, 1], rtol=1e-7)
+    assert to_tensor(np.array([[65535]], np.uint16)).item() == 1.0
+    x = np.array([[-0.2, 0.0, 0.4 / 255, 1.6 / 255, 0.999, 1.3]])
+    out = from_float(x)
+    assert out.shape == (1, 6, 1) and out.dtype == np.uint8
+    assert out[0, :, 0].tolist() == [0, 0, 0, 2, 255, 255]  # clipped, rounded
+    assert from_float(np.array([[0.5]]), np.uint16)[0, 0, 0] == 32768
+    chw = torch.rand(1, 3, 4, 5)
+    expected = np.uint8((chw[0].permute(1, 2, 0).numpy().clip(0, 1) * 255).round())
+    np.testing.assert_array_equal(from_float(chw), expected)
+    rgb = rng.integers(0, 256, (4, 5, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(from_float(to_tensor(rgb)), rgb)

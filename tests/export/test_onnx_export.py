@@ -1,6 +1,7 @@
-"""restore-export: custom nodes, dynamic shapes, parity with PyTorch in ONNX Runtime, FP16, bad input."""
+"""export.onnx_export and restore-export: custom nodes, dynamic shapes, parity with PyTorch in ONNX Runtime,
+FP16, bad input."""
 
-from pathlib import Path
+import functools
 
 import numpy as np
 import onnx
@@ -10,26 +11,14 @@ import torch
 from typer.testing import CliRunner
 
 from cli.export import app
-from conftest import need_shared
 from export.contract import PARITY_FLOORS
 from export.onnx_export import ExportError, ExportOptions, export
-from restormer.checkpoints import save_checkpoint
 from restormer.converse_arch import Converse2D, ConverseDataStep
 from restormer.imageio import list_images, read_image
 from restormer.metrics import psnr_peak1
-from restormer.presets import PRESETS, ModelSpec, build, load_model
+from restormer.presets import PRESETS, load_model
 from restormer.restormer_arch import Attention
 
-# Small versions of every family: the same code paths as the presets at a fraction of the size.
-SMALL = {
-    "converse-dncnn": {"num_blocks": 2, "num_features": 8},
-    "converse-srresnet": {"num_blocks": 1, "num_features": 8},
-    "conversenet-deblur": {"num_iterations": 2, "in_channels": 8, "num_blocks": 2},
-    "converse-usrnet": {"num_iterations": 2, "in_channels": 8, "num_blocks": 1},
-    "restormer-denoise-color": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1},
-    "restormer-derain": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1},
-    "restormer-defocus-dual": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1},
-}
 SIZES = {"converse": [(24, 24), (29, 37)], "restormer": [(16, 16), (24, 40)]}
 
 
@@ -37,20 +26,6 @@ def _session(path):
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _small_checkpoint(root: Path, preset: str) -> tuple[Path, torch.nn.Module, ModelSpec]:
-    base = PRESETS[preset]
-    spec = ModelSpec(**{**base.to_json(), "name": f"{preset}-small", "weights": None, "config": {**base.config, **SMALL[preset]}})
-    torch.manual_seed(0)
-    model = build(spec).eval()
-    with torch.no_grad():  # random but non-trivial Converse2D regularisation and attention temperatures
-        for m in model.modules():
-            if isinstance(m, Converse2D):
-                m.bias.uniform_(-2, 4)
-            if isinstance(m, Attention):
-                m.temperature.uniform_(0.5, 2)
-    return save_checkpoint(root / f"{preset}.safetensors", model, {"model": spec.to_json()}), model, spec
 
 
 def _expected_calls(model, arrays):
@@ -85,15 +60,15 @@ def _torch(model, arrays):
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
+def small(tmp_path_factory, small_checkpoint):
+    """``small(preset) -> (path, model, spec)``: the preset's small checkpoint, built once per module."""
     root = tmp_path_factory.mktemp("small")
-    return {p: _small_checkpoint(root, p) for p in SMALL}
+    return functools.cache(lambda preset: small_checkpoint(root, preset))
 
 
-@pytest.mark.parametrize("preset", list(SMALL))
 @pytest.mark.parametrize("lowering", ["function", "matmul"])
-def test_fp32_export_matches_pytorch_at_two_sizes(small, tmp_path, preset, lowering):
-    ckpt, model, spec = small[preset]
+def test_fp32_export_matches_pytorch_at_two_sizes(small, tmp_path, small_preset, lowering):
+    ckpt, model, spec = small(small_preset)
     out = tmp_path / "m.onnx"
     result = export(str(ckpt), out, options=ExportOptions(converse_lowering=lowering, verify_size=24))
     onnx_model = onnx.load(out)
@@ -108,7 +83,7 @@ def test_fp32_export_matches_pytorch_at_two_sizes(small, tmp_path, preset, lower
         got = session.run(None, dict(zip([i.name for i in session.get_inputs()], arrays)))[0]
         ref = _torch(model, arrays)
         assert got.shape == ref.shape == (batch, spec.out_channels, h * spec.scale, w * spec.scale)
-        assert np.abs(got - ref).max() <= 1e-4, (preset, lowering, h, w)
+        assert np.abs(got - ref).max() <= 1e-4, (small_preset, lowering, h, w)
     calls = _expected_calls(model, [torch.from_numpy(a) for a in _inputs(spec, 16, 16, 1)])
     ops = [(n.domain, n.op_type) for n in onnx_model.graph.node]
     assert ops.count(("restormer", "TransposedAttention")) == calls["TransposedAttention"]
@@ -127,7 +102,7 @@ def test_fp32_export_matches_pytorch_at_two_sizes(small, tmp_path, preset, lower
 
 
 def test_inline_has_no_custom_nodes(small, tmp_path):
-    ckpt, model, spec = small["conversenet-deblur"]
+    ckpt, model, spec = small("conversenet-deblur")
     out = tmp_path / "inline.onnx"
     export(str(ckpt), out, options=ExportOptions(inline=True, verify_size=24))
     m = onnx.load(out)
@@ -138,7 +113,7 @@ def test_inline_has_no_custom_nodes(small, tmp_path):
 
 
 def test_fp16_graph_is_fp16_with_fp32_io(small, tmp_path):
-    ckpt, model, spec = small["restormer-denoise-color"]
+    ckpt, model, spec = small("restormer-denoise-color")
     out = tmp_path / "fp16.onnx"
     export(str(ckpt), out, options=ExportOptions(precision="fp16", verify_size=24))
     m = onnx.load(out)
@@ -163,7 +138,7 @@ REAL = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", list(REAL))
-def test_fp16_official_weights_on_real_images(tmp_path, preset):
+def test_fp16_official_weights_on_real_images(tmp_path, preset, need_shared):
     spec = PRESETS[preset]
     need_shared(spec.weights)
     images = list_images(need_shared("data", *REAL[preset]))[:2]
@@ -181,7 +156,7 @@ def test_fp16_official_weights_on_real_images(tmp_path, preset):
 
 
 def test_failed_self_check_writes_nothing(small, tmp_path, monkeypatch):
-    ckpt, _, _ = small["converse-dncnn"]
+    ckpt, _, _ = small("converse-dncnn")
     monkeypatch.setitem(PARITY_FLOORS, "fp32", 1e9)
     out = tmp_path / "m.onnx"
     with pytest.raises(ExportError, match="self-check failed"):
@@ -202,7 +177,7 @@ runner = CliRunner()
     ],
 )
 def test_cli_bad_input_exit_2_nothing_written(small, tmp_path, args, needle):
-    ckpt, _, _ = small["converse-dncnn"]
+    ckpt, _, _ = small("converse-dncnn")
     out = tmp_path / "m.onnx"
     args = [a.replace("{ckpt}", str(ckpt)) for a in args]
     r = runner.invoke(app, [*args, "--out", str(out)])
@@ -212,7 +187,7 @@ def test_cli_bad_input_exit_2_nothing_written(small, tmp_path, args, needle):
 
 
 def test_cli_missing_folder(small, tmp_path):
-    ckpt, _, _ = small["converse-dncnn"]
+    ckpt, _, _ = small("converse-dncnn")
     r = runner.invoke(app, [str(ckpt), "--out", str(tmp_path / "no" / "m.onnx")])
     assert r.exit_code == 2 and "does not exist" in r.output
 
@@ -220,7 +195,7 @@ def test_cli_missing_folder(small, tmp_path):
 def test_cli_writes_json(small, tmp_path):
     import json
 
-    ckpt, _, _ = small["converse-dncnn"]
+    ckpt, _, _ = small("converse-dncnn")
     r = runner.invoke(app, [str(ckpt), "--out", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "r.json").read_text())

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from cli.parity import app
@@ -13,10 +12,7 @@ from export.contract import PARITY_FLOORS
 from restormer.imageio import write_image
 from restormer.metrics import psnr_peak1
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # the machine is shared: one thread per test
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 runner = CliRunner()
 

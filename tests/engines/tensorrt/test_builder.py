@@ -3,7 +3,6 @@ of every preset family (both Converse2D lowerings, FP32 and FP16), profiles, the
 runtime checks. Tests that need TensorRT itself skip with the reason."""
 
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,23 +13,20 @@ import torch
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_export import SMALL  # noqa: E402
-
-from cli.export import app  # noqa: E402
-from engines.tensorrt import core  # noqa: E402
-from engines.tensorrt.core import RuntimeMismatch, TrtError  # noqa: E402
-from engines.tensorrt.lint import VERSIONS, lint, load_table, table_version  # noqa: E402
-from export import contract  # noqa: E402
-from export.contract import ContractError  # noqa: E402
-from export.functions import DOMAIN, ONNX_OPSET, attach_functions  # noqa: E402
-from export.stages import ExportOptions, finish, prepare, set_metadata, trace  # noqa: E402
-from restormer.fileio import sha256_file  # noqa: E402
-from restormer.presets import PRESETS, ModelSpec, build  # noqa: E402
+from cli.export import app
+from engines.tensorrt import core
+from engines.tensorrt.core import RuntimeMismatch, TrtError
+from engines.tensorrt.lint import VERSIONS, lint, load_table, table_version
+from export import contract
+from export.contract import ContractError
+from export.functions import DOMAIN, ONNX_OPSET, attach_functions
+from export.stages import ExportOptions, finish, prepare, set_metadata, trace
+from restormer.fileio import sha256_file
+from restormer.presets import PRESETS, ModelSpec, build
 
 FLOAT = TensorProto.FLOAT
 # Two presets keep the default run short (Converse2D with a kernel input; Restormer attention);
-# every preset is linted by tests/test_trt_exports.py (-m slow, run by CI).
+# every preset is linted by tests/engines/tensorrt/test_lint_exports.py (-m slow, run by CI).
 FAST = ("converse-usrnet", "restormer-denoise-color")
 
 
@@ -39,12 +35,6 @@ def _trt_file(traced: onnx.ModelProto, spec: ModelSpec, precision: str, lowering
     copy = onnx.ModelProto.FromString(traced.SerializeToString())
     return finish(prepare(copy, target="trt"), spec, ExportOptions(precision=precision, converse_lowering=lowering,
                                                                     target="trt"))
-
-
-def _spec(preset):
-    base = PRESETS[preset]
-    return ModelSpec(**{**base.to_json(), "name": f"{preset}-small", "weights": None,
-                        "config": {**base.config, **SMALL[preset]}})
 
 
 def _custom_model(plugin_attrs=True):
@@ -167,12 +157,12 @@ def test_lint_10_3_needs_constant_pad_axes():
 
 
 @pytest.fixture(scope="module")
-def traced():
+def traced(small_spec):
     cache = {}
 
     def get(preset):
         if preset not in cache:
-            spec = _spec(preset)
+            spec = small_spec(preset)
             torch.manual_seed(0)
             cache[preset] = (trace(build(spec).eval(), spec), spec)
         return cache[preset]
@@ -201,7 +191,7 @@ def test_exports_lint_clean(traced, preset):
     _check_exports_lint_clean(traced, preset)
 
 
-# every preset, with the dft lowering and the INT8 file too: tests/test_trt_exports.py
+# every preset, with the dft lowering and the INT8 file too: tests/engines/tensorrt/test_lint_exports.py
 
 
 def test_cli_check_trt(traced, tmp_path):
@@ -348,15 +338,14 @@ def test_builder_without_tensorrt_is_one_clear_error(tmp_path):
         build_engine(path, tmp_path / "m.engine", tile=64, plugin_libs=[tmp_path / "nope.so"])
 
 
-def test_build_and_run_matmul_lowering(tmp_path):
+def test_build_and_run_matmul_lowering(tmp_path, small_checkpoint):
     _tensorrt_or_skip()
-    from test_export import _small_checkpoint
 
     from engines.tensorrt.builder import build_engine
     from engines.tensorrt.verify import verify_engine
     from export.onnx_export import export
 
-    ckpt, _, _ = _small_checkpoint(tmp_path, "converse-usrnet")
+    ckpt, _, _ = small_checkpoint(tmp_path, "converse-usrnet")
     path = tmp_path / "usrnet.onnx"
     export(str(ckpt), path, options=ExportOptions(converse_lowering="matmul", verify_size=24))
     built = build_engine(path, tmp_path / "usrnet.engine", tile=64, timing_cache=tmp_path / "cache.bin")

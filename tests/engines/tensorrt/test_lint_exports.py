@@ -93,9 +93,7 @@ def test_onnx_runtime_file_is_refused_for_tensorrt():
 
 
 @pytest.mark.slow
-def test_default_int8_tensorrt_file_lints_clean(tmp_path):
-    from test_int8 import int8_file
-
+def test_default_int8_tensorrt_file_lints_clean(tmp_path, int8_file):
     from calibration.int8 import Int8Options
     from restormer.presets import load_model
 

@@ -1,4 +1,5 @@
-"""Bad input to restore-train and to checkpoint loading: one `error:` line and exit 2, never a traceback (issue 16)."""
+"""Bad input to restore-train (cli/train.py) and to checkpoint loading (restore-run, load_model): one
+`error:` line and exit 2, never a traceback (issue 16)."""
 
 from __future__ import annotations
 
@@ -17,29 +18,28 @@ from cli.run import app as run_app
 from cli.train import app
 from restormer.checkpoints import WeightsError, save_checkpoint
 from restormer.presets import PRESETS, ModelSpec, build, load_model, resolve
-from train_helpers import TINY_MODEL, smooth_images, tiny_config, write_config
 
 runner = CliRunner()
+TINY = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 0, "heads": [1, 1, 1, 1]}  # crafted checkpoints
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, smooth_images):
     return smooth_images(tmp_path_factory.mktemp("bad") / "clean", n=3, size=32)
 
 
-def _config(tmp_path: Path, data: Path, **sections) -> Path:
-    base = {"iterations": 1, "patch_sizes": [16], "batch_sizes": [1], "stage_iters": [1]}
-    cfg = tiny_config(tmp_path, data, train={**base, **sections.pop("train", {})},
-                      data={"mixup": 0.0, **sections.pop("data", {})}, val={"data": []}, **sections)
-    return write_config(tmp_path / "c.yaml", cfg)
+@pytest.fixture(scope="module")
+def config_file(tiny_config, write_config):
+    """``config_file(tmp_path, data, **sections) -> path``: a one-iteration training config, written."""
+    def make(tmp_path: Path, data: Path, **sections) -> Path:
+        base = {"iterations": 1, "patch_sizes": [16], "batch_sizes": [1], "stage_iters": [1]}
+        cfg = tiny_config(tmp_path, data, train={**base, **sections.pop("train", {})},
+                          data={"mixup": 0.0, **sections.pop("data", {})}, val={"data": []}, **sections)
+        return write_config(tmp_path / "c.yaml", cfg)
+
+    return make
 
 
 def _error(r, *needles: str) -> str:
@@ -58,22 +58,22 @@ def _train(*args):
 # ----------------------------------------------------------------------------- run_dir
 
 
-def test_run_dir_is_a_file(tmp_path, data):
+def test_run_dir_is_a_file(tmp_path, data, config_file):
     (tmp_path / "taken").write_text("x")
-    _error(_train("--config", _config(tmp_path, data), f"run_dir={tmp_path / 'taken'}"), "taken")
+    _error(_train("--config", config_file(tmp_path, data), f"run_dir={tmp_path / 'taken'}"), "taken")
 
 
-def test_run_dir_parent_is_a_file(tmp_path, data):
+def test_run_dir_parent_is_a_file(tmp_path, data, config_file):
     (tmp_path / "file").write_text("x")
-    _error(_train("--config", _config(tmp_path, data), f"run_dir={tmp_path / 'file' / 'run'}"), "file")
+    _error(_train("--config", config_file(tmp_path, data), f"run_dir={tmp_path / 'file' / 'run'}"), "file")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
-def test_run_dir_unwritable(tmp_path, data):
+def test_run_dir_unwritable(tmp_path, data, config_file):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     try:
-        _error(_train("--config", _config(tmp_path, data), f"run_dir={locked}"), "locked")
+        _error(_train("--config", config_file(tmp_path, data), f"run_dir={locked}"), "locked")
     finally:
         locked.chmod(0o700)
 
@@ -106,12 +106,12 @@ def test_config_is_a_list(tmp_path):
     ("val.limit=-2", "val.limit"), ("seed=-1", "seed"), ("data.sigma=[0,.inf]", "data.sigma"),
     ("model_config.dim=100000", "4096"), ("model_config.dim=x", "dim"),
 ])
-def test_bad_values(tmp_path, data, override, key):
-    _error(_train("--config", _config(tmp_path, data), override), key)
+def test_bad_values(tmp_path, data, override, key, config_file):
+    _error(_train("--config", config_file(tmp_path, data), override), key)
 
 
-def test_patch_bigger_than_every_image(tmp_path, data):
-    line = _error(_train("--config", _config(tmp_path, data), "train.patch_sizes=[100000]"), "100000", "32x32")
+def test_patch_bigger_than_every_image(tmp_path, data, config_file):
+    line = _error(_train("--config", config_file(tmp_path, data), "train.patch_sizes=[100000]"), "100000", "32x32")
     assert not (tmp_path / "run" / "log.jsonl").exists(), line
 
 
@@ -119,9 +119,9 @@ def test_patch_bigger_than_every_image(tmp_path, data):
 
 
 @pytest.fixture(scope="module")
-def state_file(tmp_path_factory, data):
+def state_file(tmp_path_factory, data, config_file):
     tmp = tmp_path_factory.mktemp("state")
-    r = _train("--config", _config(tmp, data))
+    r = _train("--config", config_file(tmp, data))
     assert r.exit_code == 0, r.output
     return tmp / "run" / "last.state.pt"
 
@@ -160,12 +160,12 @@ STATE_CASES = {
 
 
 @pytest.mark.parametrize("case", STATE_CASES)
-def test_resume_state_of_the_wrong_structure(tmp_path, data, state_file, case):
+def test_resume_state_of_the_wrong_structure(tmp_path, data, state_file, case, config_file):
     state = torch.load(state_file, map_location="cpu", weights_only=True)
     STATE_CASES[case](state)
     bad = tmp_path / f"{case}.state.pt"
     torch.save(state, bad)
-    line = _error(_train("--config", _config(tmp_path, data), f"resume={bad}"), str(bad))
+    line = _error(_train("--config", config_file(tmp_path, data), f"resume={bad}"), str(bad))
     assert "does not fit this run" in line or "not a restore-train resume state" in line
 
 
@@ -173,7 +173,7 @@ def test_resume_state_of_the_wrong_structure(tmp_path, data, state_file, case):
 
 
 def _tiny_spec() -> dict:
-    return PRESETS["default"].to_json() | {"config": {**PRESETS["default"].config, **TINY_MODEL}, "weights": None}
+    return PRESETS["default"].to_json() | {"config": {**PRESETS["default"].config, **TINY}, "weights": None}
 
 
 def _checkpoint(tmp_path: Path, config: str | None = None) -> Path:
@@ -196,10 +196,10 @@ CHECKPOINT_CASES = {
     "scale_not_a_number": _spec_with(scale="x"),
     "channels_not_a_number": _spec_with(in_channels=[3]),
     "missing_architecture": {"model": {"name": "x", "task": "denoise"}},
-    "huge_dim": _spec_with(config={**TINY_MODEL, "dim": 100000}),
-    "negative_dim": _spec_with(config={**TINY_MODEL, "dim": -4}),
-    "dim_not_a_number": _spec_with(config={**TINY_MODEL, "dim": "x"}),
-    "unknown_constructor_key": _spec_with(config={**TINY_MODEL, "colour": 1}),
+    "huge_dim": _spec_with(config={**TINY, "dim": 100000}),
+    "negative_dim": _spec_with(config={**TINY, "dim": -4}),
+    "dim_not_a_number": _spec_with(config={**TINY, "dim": "x"}),
+    "unknown_constructor_key": _spec_with(config={**TINY, "colour": 1}),
 }
 
 
@@ -239,4 +239,4 @@ def test_restore_run_refuses_a_crafted_checkpoint_at_load(tmp_path, data, case):
 
 def test_a_good_checkpoint_still_loads(tmp_path):
     _, spec = load_model(str(_checkpoint(tmp_path)))
-    assert spec.config["dim"] == TINY_MODEL["dim"] and spec.scale == 1
+    assert spec.config["dim"] == TINY["dim"] and spec.scale == 1

@@ -19,15 +19,6 @@ from restormer.presets import PRESETS, build
 TINY = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1}
 
 
-def int8_file(net, spec, opts, *, target: str = "ort"):
-    """The INT8 file as the exporter builds it (not verified, not written) and the quantizer's report."""
-    from calibration.int8 import Int8Quantizer
-    from export.stages import ExportOptions, finish, prepare, trace
-
-    quantized = Int8Quantizer(opts, log=lambda *_: None)(prepare(trace(net, spec), target=target), spec, net)
-    return finish(quantized, spec, ExportOptions(precision="int8", target=target)), quantized.report
-
-
 def _images(folder: Path, n: int, size: int = 40) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     g = np.random.default_rng(0)
@@ -82,7 +73,7 @@ def test_range_cache_round_trip(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fallback", ["fp16", "fp32"])
-def test_tiny_int8_structure_and_parity(tmp_path, fallback):
+def test_tiny_int8_structure_and_parity(tmp_path, fallback, int8_file):
     from calibration.int8 import Int8Options
     from export.ort_session import cpu_session
 
@@ -117,7 +108,7 @@ def test_tiny_int8_structure_and_parity(tmp_path, fallback):
 
 
 @pytest.mark.slow
-def test_fp32_file_lets_onnx_runtime_fuse_every_int8_conv(tmp_path):
+def test_fp32_file_lets_onnx_runtime_fuse_every_int8_conv(tmp_path, int8_file):
     """In the ONNX Runtime file every INT8 Conv becomes a QLinearConv: none is left as a float Conv
     on dequantized weights (that is slower than plain FP32)."""
     import onnxruntime as ort

@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
@@ -24,14 +22,7 @@ from restormer.imageio import write_image
 
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-def _img(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, 255, shape, endpoint=True).astype(np.uint8)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +39,13 @@ def fixed_onnx(tmp_path_factory, art):
     return path
 
 
-def test_onnx_runtime_error_fails_one_image_not_the_batch(fixed_onnx, tmp_path):
+def test_onnx_runtime_error_fails_one_image_not_the_batch(fixed_onnx, tmp_path, random_image):
     from cli.run import app
 
     src = tmp_path / "in"
     src.mkdir()
-    write_image(src / "a_bad.png", _img((40, 44)))  # not 32x32: ONNX Runtime refuses it
-    write_image(src / "b_good.png", _img((32, 32)))
+    write_image(src / "a_bad.png", random_image((40, 44)))  # not 32x32: ONNX Runtime refuses it
+    write_image(src / "b_good.png", random_image((32, 32)))
     out = tmp_path / "out"
     r = runner.invoke(app, [str(fixed_onnx), str(src), "-o", str(out), "--json", str(tmp_path / "r.json"),
                             "--backend", "ort-cpu"])
@@ -95,13 +86,13 @@ def test_runner_start_failure_is_one_backend_error(tmp_path):
         OnnxRuntimeRunner(path).activate()
 
 
-def test_degraded_outputs_follow_the_skip_rule_and_never_collide(art, tmp_path):
+def test_degraded_outputs_follow_the_skip_rule_and_never_collide(art, tmp_path, random_image):
     from cli.run import app
 
     src = tmp_path / "in"
     src.mkdir()
-    write_image(src / "x.png", _img((24, 24)))
-    write_image(src / "x_degraded.png", _img((24, 24), seed=1))  # would be x.png's degraded output
+    write_image(src / "x.png", random_image((24, 24)))
+    write_image(src / "x_degraded.png", random_image((24, 24), seed=1))  # would be x.png's degraded output
     out = tmp_path / "out"
     out.mkdir()
     args = [str(art["ckpt"]), str(src), "-o", str(out), "--degrade", "noise:25", "--json", str(tmp_path / "r.json")]
@@ -119,14 +110,14 @@ def test_degraded_outputs_follow_the_skip_rule_and_never_collide(art, tmp_path):
     assert not (out / "x.png").exists() and "x_degraded.png" in r.output  # skipped, named
 
 
-def test_parity_skips_an_unreadable_image(art, tmp_path):
+def test_parity_skips_an_unreadable_image(art, tmp_path, random_image):
     from cli.parity import app
 
     src = tmp_path / "in"
     src.mkdir()
     (src / "a_broken.png").write_bytes(b"not a png")
-    write_image(src / "b.png", _img((32, 32)))
-    write_image(src / "c.png", _img((32, 32), seed=2))
+    write_image(src / "b.png", random_image((32, 32)))
+    write_image(src / "c.png", random_image((32, 32), seed=2))
     r = runner.invoke(app, [str(art["fp32"]), "--reference", str(art["ckpt"]), "--images", str(src), "--degrade", "noise:10",
                             "--json", str(tmp_path / "p.json")])
     assert r.exit_code == 2, r.output
@@ -152,12 +143,12 @@ def test_export_and_demo_refuse_bad_outputs_with_one_line(tmp_path):
     assert r.exit_code == 2 and "cannot use" in r.output and a_file.read_text() == "x", r.output
 
 
-def test_eval_refuses_a_nan_floor(tmp_path):
+def test_eval_refuses_a_nan_floor(tmp_path, random_image):
     from cli.eval import app
 
     src = tmp_path / "in"
     src.mkdir()
-    write_image(src / "a.png", _img((16, 16)))
+    write_image(src / "a.png", random_image((16, 16)))
     r = runner.invoke(app, ["converse-dncnn", "--data", str(src), "--degrade", "noise:25", "--min-psnr", "nan"])
     assert r.exit_code == 2 and "--min-psnr must be a finite" in r.output, r.output
 
@@ -182,19 +173,18 @@ def test_info_does_not_claim_a_runtime_restore_run_refuses(tmp_path):
     assert r.exit_code == 1 and "runs on: nothing" in r.output and "ONNX Runtime cannot run it" in r.output, r.output
 
 
-def test_run_keeps_icc_profiles_and_takes_max_pixels(tmp_path):
+def test_run_keeps_icc_profiles_and_takes_max_pixels(tmp_path, small_checkpoint, random_image):
     from PIL import Image, ImageCms
-    from test_export import _small_checkpoint
 
     from cli.run import app
     from restormer.imageio import read_icc_profile
 
-    colour_model = _small_checkpoint(tmp_path, "restormer-denoise-color")[0]
+    colour_model = small_checkpoint(tmp_path, "restormer-denoise-color")[0]
     src = tmp_path / "in"
     src.mkdir()
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    Image.fromarray(_img((24, 24, 3))).save(src / "a.png", icc_profile=icc)
-    write_image(src / "b.png", _img((30, 30, 3), seed=3))
+    Image.fromarray(random_image((24, 24, 3))).save(src / "a.png", icc_profile=icc)
+    write_image(src / "b.png", random_image((30, 30, 3), seed=3))
     out = tmp_path / "out"
     r = runner.invoke(app, [str(colour_model), str(src), "-o", str(out), "--max-pixels", "600"])
     assert r.exit_code == 2 and "b.png" in r.output and "pixel limit" in r.output, r.output

@@ -19,6 +19,7 @@ import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -31,14 +32,7 @@ from restormer.imageio import write_image
 
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-def _img(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, 255, shape, endpoint=True).astype(np.uint8)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -67,7 +61,7 @@ class _Evil:
 class Case:
     id: str
     command: str  # module under cli/
-    setup: Callable[[Path, dict], list[str]]  # (root, art) -> argv
+    setup: Callable[[Path, dict, SimpleNamespace], list[str]]  # (root, art, make) -> argv; make: image builders
     exit: int
     names: str  # what the error line must mention
     writes: tuple[str, ...] = ("out",)  # paths (relative to root) the command may create or change
@@ -76,57 +70,57 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
-def _images(root: Path, names=("a.png", "b.png")) -> Path:
+def _images(make, root: Path, names=("a.png", "b.png")) -> Path:
     src = root / "in"
     src.mkdir(exist_ok=True)
     for i, n in enumerate(names):
-        write_image(src / n, _img((24, 24), seed=i))
+        write_image(src / n, make.image((24, 24), seed=i))
     return src
 
 
 # ---------------------------------------------------------------------------------- setups
 
 
-def run_unreadable_image(root, art):
-    src = _images(root)
+def run_unreadable_image(root, art, make):
+    src = _images(make, root)
     (src / "c_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     return ["run", art["ckpt"], src, "-o", root / "out"]
 
 
-def run_truncated_png(root, art):
-    src = _images(root)
+def run_truncated_png(root, art, make):
+    src = _images(make, root)
     good = (src / "a.png").read_bytes()
     (src / "c_truncated.png").write_bytes(good[: len(good) // 2])
     return ["run", art["ckpt"], src, "-o", root / "out"]
 
 
-def run_output_is_input_via_symlink(root, art):
-    src = _images(root)
+def run_output_is_input_via_symlink(root, art, make):
+    src = _images(make, root)
     (root / "out").symlink_to(src, target_is_directory=True)
     return ["run", art["ckpt"], src, "-o", root / "out"]
 
 
-def run_garbage_onnx(root, art):
-    src = _images(root)
+def run_garbage_onnx(root, art, make):
+    src = _images(make, root)
     (root / "model.onnx").write_bytes(b"\x00garbage" * 100)
     return ["run", root / "model.onnx", src, "-o", root / "out"]
 
 
-def run_garbage_safetensors(root, art):
-    src = _images(root)
+def run_garbage_safetensors(root, art, make):
+    src = _images(make, root)
     (root / "model.safetensors").write_bytes(b"{not safetensors")
     return ["run", root / "model.safetensors", src, "-o", root / "out"]
 
 
-def run_pickle_weights(root, art):
-    src = _images(root)
+def run_pickle_weights(root, art, make):
+    src = _images(make, root)
     torch.save({"state_dict": _Evil()}, root / "evil.pth", pickle_module=pickle)
     return ["run", "converse-dncnn", src, "-o", root / "out", "--weights", root / "evil.pth"]
 
 
-def run_fixed_size_onnx(root, art):
-    src = _images(root, ("a_small.png",))
-    write_image(src / "b_big.png", _img((40, 36)))
+def run_fixed_size_onnx(root, art, make):
+    src = _images(make, root, ("a_small.png",))
+    write_image(src / "b_big.png", make.image((40, 36)))
     model = onnx.load(str(art["fp32"]))
     for d, v in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, 1, 24, 24)):
         d.ClearField("dim_param")
@@ -135,31 +129,31 @@ def run_fixed_size_onnx(root, art):
     return ["run", root / "fixed.onnx", src, "-o", root / "out", "--backend", "ort-cpu"]
 
 
-def run_degraded_collision(root, art):
-    src = _images(root, ("x.png", "x_degraded.png"))
+def run_degraded_collision(root, art, make):
+    src = _images(make, root, ("x.png", "x_degraded.png"))
     return ["run", art["ckpt"], src, "-o", root / "out", "--degrade", "noise:25"]
 
 
-def run_json_is_a_folder(root, art):
-    src = _images(root)
+def run_json_is_a_folder(root, art, make):
+    src = _images(make, root)
     (root / "report").mkdir()
     return ["run", art["ckpt"], src, "-o", root / "out", "--json", root / "report"]
 
 
-def run_missing_input(root, art):
+def run_missing_input(root, art, make):
     return ["run", art["ckpt"], root / "nowhere", "-o", root / "out"]
 
 
-def export_out_is_folder(root, art):
+def export_out_is_folder(root, art, make):
     (root / "m.onnx").mkdir()
     return ["export", art["ckpt"], "--out", root / "m.onnx"]
 
 
-def export_bad_opset(root, art):
+def export_bad_opset(root, art, make):
     return ["export", art["ckpt"], "--out", root / "out" / "m.onnx", "--opset", "99"]
 
 
-def export_triton_dotdot(root, art):
+def export_triton_dotdot(root, art, make):
     model = onnx.load(str(art["fp32"]))
     for p in model.metadata_props:
         if p.key == "preset":
@@ -172,75 +166,73 @@ def export_triton_dotdot(root, art):
             "--out", root / "out" / "repo"]
 
 
-def export_check_trt_unknown_version(root, art):
+def export_check_trt_unknown_version(root, art, make):
     return ["export", art["fp32"], "--check-trt", "12"]
 
 
-def eval_nan_floor(root, art):
-    src = _images(root)
+def eval_nan_floor(root, art, make):
+    src = _images(make, root)
     return ["eval", art["ckpt"], "--data", src, "--degrade", "noise:25", "--min-psnr", "nan"]
 
 
-def eval_unreadable(root, art):
-    src = _images(root)
+def eval_unreadable(root, art, make):
+    src = _images(make, root)
     (src / "c_broken.png").write_bytes(b"nope")
     return ["eval", art["ckpt"], "--data", src, "--degrade", "noise:25"]
 
 
-def parity_unreadable(root, art):
-    src = _images(root, ("b.png", "c.png"))
+def parity_unreadable(root, art, make):
+    src = _images(make, root, ("b.png", "c.png"))
     (src / "a_broken.png").write_bytes(b"nope")
     return ["parity", art["fp32"], "--reference", art["ckpt"], "--images", src, "--degrade", "noise:10"]
 
 
-def bench_one_bad(root, art):
+def bench_one_bad(root, art, make):
     (root / "bad.onnx").write_bytes(b"garbage")
     return ["bench", root / "bad.onnx", art["fp32"], "--size", "24x24", "--iters", "1", "--warmup", "0",
             "--json", root / "out" / "b.json"]
 
 
-def info_garbage_onnx(root, art):
+def info_garbage_onnx(root, art, make):
     (root / "bad.onnx").write_bytes(b"garbage")
     return ["info", root / "bad.onnx"]
 
 
-def info_engine_garbage_sidecar(root, art):
+def info_engine_garbage_sidecar(root, art, make):
     (root / "m.engine").write_bytes(b"plan")
     (root / "m.engine.json").write_text("{not json")
     return ["info", root / "m.engine"]
 
 
-def run_pixel_bomb_tiff(root, art):
-    from test_imageio_hardening import _tiff_header_only
-
-    src = _images(root)
-    _tiff_header_only(src / "c_bomb.tif", 25000, 25000)
+def run_pixel_bomb_tiff(root, art, make):
+    src = _images(make, root)
+    make.tiff_header_only(src / "c_bomb.tif", 25000, 25000)
     return ["run", art["ckpt"], src, "-o", root / "out"]
 
 
-def run_multipage_tiff(root, art):
+def run_multipage_tiff(root, art, make):
     import tifffile
 
-    src = _images(root)
+    src = _images(make, root)
     with tifffile.TiffWriter(src / "c_pages.tif") as tif:
         for i in range(3):
-            tif.write(_img((16, 16), seed=i))
+            tif.write(make.image((16, 16), seed=i))
     return ["run", art["ckpt"], src, "-o", root / "out"]
 
 
-def run_animated_png(root, art):
+def run_animated_png(root, art, make):
     from PIL import Image
 
-    src = _images(root)
-    frames = [Image.fromarray(_img((16, 16), seed=i)) for i in range(3)]
+    src = _images(make, root)
+    frames = [Image.fromarray(make.image((16, 16), seed=i)) for i in range(3)]
     frames[0].save(src / "c_anim.png", save_all=True, append_images=frames[1:])
     return ["run", art["ckpt"], src, "-o", root / "out"]
 
 
-def run_crafted_checkpoint_config(root, art):
+def run_crafted_checkpoint_config(root, art, make):
     import shutil
 
-    src = _images(root)
+    src = _images(make, root)
     shutil.copy(art["ckpt"], root / "m.safetensors")
     cfg = json.loads(Path(art["ckpt"]).with_suffix(".json").read_text())
     cfg["model"]["scale"] = "x"
@@ -248,13 +240,13 @@ def run_crafted_checkpoint_config(root, art):
     return ["run", root / "m.safetensors", src, "-o", root / "out"]
 
 
-def run_zero_kernel(root, art):
-    src = _images(root)
+def run_zero_kernel(root, art, make):
+    src = _images(make, root)
     np.save(root / "k.npy", np.zeros((7, 7), np.float32))
     return ["run", art["ckpt"], src, "-o", root / "out", "--degrade", f"blur:{root / 'k.npy'}+noise:5"]
 
 
-def export_triton_external_data_outside(root, art):
+def export_triton_external_data_outside(root, art, make):
     model = onnx.load(str(art["fp32"]))
     (root / "work").mkdir()
     (root / "secret").mkdir()
@@ -272,8 +264,8 @@ def export_triton_external_data_outside(root, art):
             "--out", root / "out" / "repo"]
 
 
-def train_lr_infinite(root, art):
-    src = _images(root)
+def train_lr_infinite(root, art, make):
+    src = _images(make, root)
     cfg = {"model": "converse-dncnn", "model_config": {"num_blocks": 1, "num_features": 4}, "run_dir": str(root / "out"),
            "data": {"clean": [str(src)]}, "train": {"iterations": 1, "patch_sizes": [16], "batch_sizes": [1],
                                                      "stage_iters": [1]}}
@@ -281,8 +273,8 @@ def train_lr_infinite(root, art):
     return ["train", "--config", root / "c.json", "train.lr=.inf"]
 
 
-def train_config_is_png(root, art):
-    write_image(root / "config.png", _img((8, 8, 3)))
+def train_config_is_png(root, art, make):
+    write_image(root / "config.png", make.image((8, 8, 3)))
     return ["train", "--config", root / "config.png"]
 
 
@@ -341,11 +333,12 @@ def _app(command: str):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, art, tmp_path, monkeypatch):
+def test_bad_input(case: Case, art, tmp_path, monkeypatch, random_image, tiff_header_only):
     root = tmp_path / "case"
     root.mkdir()
     monkeypatch.chdir(root)
-    argv = [str(a) for a in case.setup(root, art)]
+    make = SimpleNamespace(image=random_image, tiff_header_only=tiff_header_only)
+    argv = [str(a) for a in case.setup(root, art, make)]
     (root / "out").mkdir(exist_ok=True) if "out" in case.writes and not (root / "out").exists() else None
     before = _snapshot(root)
     result = runner.invoke(_app(case.command), argv[1:])

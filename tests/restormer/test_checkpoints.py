@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from conftest import need_shared
 from restormer.checkpoints import WeightsError, load_weights, read_state_dict, save_checkpoint
 from restormer.converse_arch import ConverseBlock, LayerNorm2d
 from restormer.presets import PRESETS, build, load_model, resolve
@@ -18,7 +17,7 @@ OFFICIAL = {
 
 
 @pytest.mark.parametrize("preset", OFFICIAL)
-def test_official_checkpoint_loads_strict(preset):
+def test_official_checkpoint_loads_strict(preset, need_shared):
     name, count = OFFICIAL[preset]
     path = need_shared("weights", "conversenet", name)
     model = build(PRESETS[preset])

@@ -1,23 +1,15 @@
-"""engines.backends (runners, load_runner) and restormer.tiling (tiled inference with feathered blending)."""
-
-from pathlib import Path
+"""restormer.tiling: tiled inference with feathered blending."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from conftest import need_shared
-from engines.backends import (
-    BackendError, OnnxRuntimeRunner, PyTorchRunner, TensorRTRunner, as_polygraphy, available_backends, load_runner,
-)
-from restormer.tiling import ramp_weights, restore_array, tile_count, tile_starts
+from engines.backends import load_runner
 from restormer.presets import ModelSpec
+from restormer.tiling import ramp_weights, restore_array, tile_count, tile_starts
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # the machine is shared: one thread per test
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _psnr(a, b):
@@ -50,9 +42,6 @@ def _torch_fn(net):
         with torch.no_grad():
             return net(torch.from_numpy(x)).numpy()
     return fn
-
-
-# --------------------------------------------------------------------------- tiling
 
 
 def test_tile_starts_cover_the_axis():
@@ -114,7 +103,7 @@ def test_tiled_matches_untiled_plain_conv_512(scale):
     assert _psnr(tiled, full) >= 50
 
 
-def test_tiled_converse_dncnn_official_small():
+def test_tiled_converse_dncnn_official_small(need_shared):
     need_shared("weights", "conversenet", "converse_dncnn.pth")
     runner = load_runner("converse-dncnn", "torch-cpu")
     with runner:
@@ -125,7 +114,7 @@ def test_tiled_converse_dncnn_official_small():
 
 
 @pytest.mark.slow
-def test_tiled_converse_dncnn_official_512():
+def test_tiled_converse_dncnn_official_512(need_shared):
     path = need_shared("data", "denoise", "Set12")
     from restormer.imageio import list_images, read_image
 
@@ -146,79 +135,3 @@ def test_bad_tiling_arguments():
         restore_array(lambda t: t, spec, x, tile=16, overlap=16)
     with pytest.raises(RuntimeError, match="returned shape"):
         restore_array(lambda t: t[..., :-1], spec, x)
-
-
-# --------------------------------------------------------------------------- runners
-
-
-def test_load_runner_picks_backends(art):
-    assert isinstance(load_runner(art["fp32"]), OnnxRuntimeRunner)
-    assert load_runner(art["fp32"]).name == available_backends(str(art["fp32"]))[0]
-    assert isinstance(load_runner(art["ckpt"]), PyTorchRunner)
-    assert load_runner(art["ckpt"], "torch").name in ("torch-cpu", "torch-cuda")
-    with pytest.raises(ValueError, match="cannot run"):
-        load_runner(art["fp32"], "torch-cpu")
-    with pytest.raises(ValueError, match="unknown backend"):
-        load_runner(art["fp32"], "directml")
-    with pytest.raises(ValueError, match="unknown artefact"):
-        load_runner("model.bin")
-    with pytest.raises(FileNotFoundError):
-        load_runner("missing.onnx")
-
-
-def test_onnx_runner_reads_metadata_and_matches_torch(art):
-    x = np.random.default_rng(0).random((2, 1, 40, 48), dtype=np.float32)
-    with load_runner(art["ckpt"], "torch-cpu") as ref:
-        want = ref.run(x)
-    for key, floor in (("fp32", 60), ("fp16", 40)):
-        with OnnxRuntimeRunner(art[key], threads=1) as runner:
-            assert runner.spec.in_channels == 1 and runner.spec.scale == 1 and runner.spec.pad_multiple == 1
-            assert runner.precision == key
-            meta = runner.get_input_metadata()
-            assert meta["input"][0] == (np.float16 if key == "fp16" else np.float32)
-            got = runner.run(x)
-        assert got.dtype == np.float32 and got.shape == want.shape
-        assert _psnr(got, want) >= floor, key
-
-
-def test_runner_lifecycle_and_polygraphy_wrapper(art):
-    runner = PyTorchRunner(net=art["net"], spec=art["spec"])
-    with pytest.raises(BackendError, match="activate"):
-        runner.run(np.zeros((1, 1, 8, 8), np.float32))
-    wrapped = as_polygraphy(runner, "ref")
-    with wrapped:
-        assert runner.is_active
-        out = wrapped.infer({"input": np.zeros((1, 1, 16, 16), np.float32)})
-        assert out["output"].shape == (1, 1, 16, 16)
-    assert not runner.is_active
-
-
-def test_ort_cuda_unavailable_is_one_clear_error(art):
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("this onnxruntime has the CUDA provider")
-    with pytest.raises(BackendError, match="no CUDAExecutionProvider"):
-        with load_runner(art["fp32"], "ort-cuda"):
-            pass
-
-
-def test_tensorrt_runner_needs_sidecar_and_tensorrt(tmp_path, art):
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"not an engine")
-    with pytest.raises(BackendError, match="sidecar"):
-        TensorRTRunner(engine)
-    import json
-
-    (tmp_path / "m.engine.json").write_text(json.dumps({"preset": "converse-dncnn", "architecture": "converse-dncnn",
-                                                 "in_channels": 1, "out_channels": 1, "scale": 1, "pad_multiple": 1,
-                                                 "precision": "fp16", "tensorrt_version": "10.3.0"}))
-    runner = TensorRTRunner(engine)
-    assert runner.precision == "fp16" and runner.spec.in_channels == 1
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        with pytest.raises(BackendError, match="tensorrt is not installed"):
-            runner.activate()
-        pytest.skip("TensorRT is not installed: engine inference not tested")
-    pytest.skip("a real engine needs a GPU build step (engines/tensorrt)")

@@ -1,29 +1,23 @@
-"""Evaluation protocol utilities against independent references (plain loops, hand values, scipy)."""
+"""restormer.degrade against independent references (plain loops, hand values, scipy): MATLAB imresize,
+noise, blur, crops, kernel files, degradation SPECs."""
 
 from __future__ import annotations
 
 import math
-import os
-import struct
-import zlib
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import scipy.io
-import tifffile
-import torch
 from PIL import Image
 from scipy import ndimage
 
-from restormer import metrics
 from restormer.degrade import (BicubicSR, BlurNoise, GaussianNoise, add_gaussian_noise, blur_wrap,
                                center_crop, imresize, load_kernel, modcrop, parse_degradation)
-from restormer.imageio import ImageReadError, from_float, list_images, read_image, to_tensor, write_image
+from restormer.presets import shared_dir
 
-SHARED = Path(os.environ.get("RESTORMER_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-KERNELS = SHARED / "data" / "kernels"
+KERNELS = shared_dir() / "data" / "kernels"
 needs_kernels = pytest.mark.skipif(
     not KERNELS.is_dir(), reason=f"shared kernels not found at {KERNELS} (set RESTORMER_SHARED)")
 
@@ -99,71 +93,6 @@ def test_imresize_sizes_constant_and_ramp():
     step[:, 4:] = 1
     up = imresize(step, 2)
     assert up.min() < 0 and up.max() > 1
-
-
-# ----------------------------------------------------------------------------- metrics
-
-def test_psnr_hand_values_border_and_errors():
-    a = np.zeros((4, 4), np.uint8)
-    b = a.copy()
-    b[0, 0] = 16  # mse = 256 / 16 = 16
-    assert metrics.psnr(a, b) == pytest.approx(20 * math.log10(255 / 4))
-    assert metrics.psnr(a, b, border=1) == math.inf
-    assert metrics.psnr(a, a) == math.inf
-    c = a.astype(np.float64)
-    c[1:3, 1:3] = 2.0  # inside the border: mse = 4 over the 2x2 centre
-    assert metrics.psnr(a, c, border=1) == pytest.approx(20 * math.log10(255 / 2))
-    assert metrics.psnr(a, b, peak=1.0) == pytest.approx(20 * math.log10(1 / 4))
-    # uint8 inputs must not wrap around: 0 - 16 is -16, not 240
-    assert metrics.psnr(b, a) == metrics.psnr(a, b)
-    with pytest.raises(ValueError):
-        metrics.psnr(a, np.zeros((4, 5), np.uint8))
-
-
-def _ref_ssim_channel(x: np.ndarray, y: np.ndarray) -> float:
-    """The MATLAB formula: 11x11 Gaussian (sigma 1.5) window, valid region only."""
-    t = np.arange(-5, 6)
-    g = np.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2 * 1.5 ** 2))
-    g /= g.sum()
-    x, y = x.astype(np.float64), y.astype(np.float64)
-
-    def filt(z):
-        return ndimage.correlate(z, g, mode="constant")[5:-5, 5:-5]
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mx, my = filt(x), filt(y)
-    sxx, syy, sxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
-    smap = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
-    return float(smap.mean())
-
-
-@pytest.mark.parametrize("shape", [(40, 33), (40, 33, 3), (40, 33, 1)])
-@pytest.mark.parametrize("border", [0, 4])
-def test_ssim_matches_matlab_formula(shape, border):
-    a = rng.integers(0, 256, shape).astype(np.uint8)
-    b = np.clip(a + rng.normal(0, 20, shape), 0, 255).round().astype(np.uint8)
-    h, w = shape[:2]
-    ca = a[border:h - border, border:w - border].reshape(h - 2 * border, w - 2 * border, -1)
-    cb = b[border:h - border, border:w - border].reshape(h - 2 * border, w - 2 * border, -1)
-    ref = np.mean([_ref_ssim_channel(ca[..., i], cb[..., i]) for i in range(ca.shape[2])])
-    got = metrics.ssim(a, b, border=border)
-    assert got == pytest.approx(ref, abs=1e-10)
-    assert 0 < got < 0.99
-    assert metrics.ssim(a, a, border=border) == pytest.approx(1.0, abs=1e-12)
-
-
-def test_rgb_to_y_known_colours():
-    colours = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
-    y = metrics.rgb_to_y(colours)
-    assert y.dtype == np.uint8
-    assert y.tolist() == [[235, 16, 81, 145, 41]]  # MATLAB rgb2ycbcr
-    f = colours.astype(np.float32) / 255
-    before = f.copy()
-    yf = metrics.rgb_to_y(f)
-    assert yf.dtype == np.float32
-    np.testing.assert_allclose(yf[0, :2], [235 / 255, 16 / 255], atol=1e-6)
-    np.testing.assert_allclose(yf[0, 2], (65.481 + 16) / 255, atol=1e-6)  # unrounded
-    np.testing.assert_array_equal(f, before)  # input untouched
 
 
 # ----------------------------------------------------------------------------- noise, blur, crops
@@ -358,145 +287,3 @@ def test_apply_blur(tmp_path):
     np.testing.assert_array_equal(s.lq, ref)
     assert s.kernel.dtype == np.float32 and s.kernel.shape == (7, 7)
     assert (s.border, s.y_channel) == (1, False)
-
-
-# ----------------------------------------------------------------------------- image files
-
-def _png16_colour(path: Path, arr: np.ndarray) -> None:
-    h, w = arr.shape[:2]
-    raw = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-def test_read_8bit_png_grey_and_rgb(tmp_path):
-    grey = rng.integers(0, 256, (6, 7)).astype(np.uint8)
-    rgb = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
-    rgb[0, 0] = [255, 0, 0]
-    rgb[0, 1] = [10, 200, 30]
-    Image.fromarray(grey).save(tmp_path / "g.png")
-    Image.fromarray(rgb).save(tmp_path / "c.png")
-    g = read_image(tmp_path / "g.png")
-    assert g.shape == (6, 7, 1) and g.dtype == np.uint8
-    np.testing.assert_array_equal(g[..., 0], grey)
-    grey3 = read_image(tmp_path / "g.png", channels=3)
-    np.testing.assert_array_equal(grey3, np.repeat(grey[..., None], 3, 2))
-    np.testing.assert_array_equal(read_image(tmp_path / "c.png"), rgb)
-    y = read_image(tmp_path / "c.png", channels=1)
-    assert y.shape == (6, 7, 1)
-    assert y[0, 0, 0] == 76 and y[0, 1, 0] == 124  # round(.299 R + .587 G + .114 B)
-
-
-def test_read_rgba_drops_alpha_and_exif_orientation(tmp_path):
-    rgba = rng.integers(0, 256, (4, 5, 4)).astype(np.uint8)
-    Image.fromarray(rgba).save(tmp_path / "a.png")
-    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), rgba[..., :3])
-    img = rng.integers(0, 256, (4, 6, 3)).astype(np.uint8)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 CW to display"
-    Image.fromarray(img).save(tmp_path / "o.png", exif=exif)
-    np.testing.assert_array_equal(read_image(tmp_path / "o.png"), np.rot90(img, k=-1))
-
-
-def test_read_16bit_png_and_tiff(tmp_path):
-    g16 = rng.integers(0, 65536, (5, 6)).astype(np.uint16)
-    Image.fromarray(g16).save(tmp_path / "g16.png")
-    out = read_image(tmp_path / "g16.png")
-    assert out.dtype == np.uint16 and out.shape == (5, 6, 1)
-    np.testing.assert_array_equal(out[..., 0], g16)
-    c16 = rng.integers(0, 65536, (5, 6, 3)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "c16.tif", c16, photometric="rgb")
-    out = read_image(tmp_path / "c16.tif")
-    assert out.dtype == np.uint16
-    np.testing.assert_array_equal(out, c16)
-    tifffile.imwrite(tmp_path / "planar.tiff", np.moveaxis(c16, -1, 0),
-                     photometric="rgb", planarconfig="separate")
-    np.testing.assert_array_equal(read_image(tmp_path / "planar.tiff"), c16)
-    _png16_colour(tmp_path / "c16.png", c16)  # Pillow would silently reduce this to 8 bits
-    with pytest.raises(ImageReadError, match="16-bit"):
-        read_image(tmp_path / "c16.png")
-
-
-def test_read_broken_files(tmp_path):
-    Image.fromarray(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)).save(tmp_path / "full.png")
-    data = (tmp_path / "full.png").read_bytes()
-    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
-    (tmp_path / "empty.png").write_bytes(b"")
-    (tmp_path / "text.png").write_text("not an image\n")
-    (tmp_path / "text.tif").write_text("not an image either\n")
-    for name in ("trunc.png", "empty.png", "text.png", "text.tif"):
-        with pytest.raises(ImageReadError) as info:
-            read_image(tmp_path / name)
-        msg = str(info.value)
-        assert name in msg and "\n" not in msg
-    with pytest.raises(FileNotFoundError):
-        read_image(tmp_path / "nope.png")
-
-
-@pytest.mark.parametrize("name,img", [
-    ("g.png", rng.integers(0, 256, (5, 7), dtype=np.uint8)),
-    ("c.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)),
-    ("c.bmp", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)),
-    ("g16.png", rng.integers(0, 65536, (5, 7, 1), dtype=np.uint16)),
-    ("c16.tif", rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)),
-])
-def test_write_image_round_trip_leaves_no_temp(tmp_path, name, img):
-    write_image(tmp_path / name, img)
-    assert [p.name for p in tmp_path.iterdir()] == [name]
-    back = read_image(tmp_path / name)
-    np.testing.assert_array_equal(back, img.reshape(5, 7, -1))
-
-
-def test_write_image_failure_keeps_old_file(tmp_path, monkeypatch):
-    target = tmp_path / "x.png"
-    old = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    write_image(target, old)
-
-    def broken_save(self, fp, *args, **kwargs):
-        fp.write(b"\x89PNG partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        write_image(target, np.zeros((4, 4, 3), np.uint8))
-    monkeypatch.undo()
-    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
-    np.testing.assert_array_equal(read_image(target), old)
-    with pytest.raises(ValueError):
-        write_image(tmp_path / "y.jpg", np.zeros((4, 4, 3), np.uint16))
-    with pytest.raises(ValueError):
-        write_image(tmp_path / "y.png", np.zeros((4, 4, 3), np.float32))
-
-
-def test_list_images(tmp_path):
-    for name in ("b.PNG", "a.jpg", "c.tiff", "d.Bmp", "notes.txt", "e.jpeg", "f.tif"):
-        (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "sub.png").mkdir()
-    expected = ["a.jpg", "b.PNG", "c.tiff", "d.Bmp", "e.jpeg", "f.tif"]
-    assert [p.name for p in list_images(tmp_path)] == expected
-    with pytest.raises(FileNotFoundError, match="missing"):
-        list_images(tmp_path / "missing")
-    with pytest.raises(NotADirectoryError, match="notes.txt"):
-        list_images(tmp_path / "notes.txt")
-
-
-def test_tensor_conversions():
-    img = np.array([[[0, 128, 255]]], np.uint8)
-    t = to_tensor(img)
-    assert t.shape == (1, 3, 1, 1) and t.dtype == torch.float32
-    np.testing.assert_allclose(t.flatten().numpy(), [0, 128 / 255, 1], rtol=1e-7)
-    assert to_tensor(np.array([[65535]], np.uint16)).item() == 1.0
-    x = np.array([[-0.2, 0.0, 0.4 / 255, 1.6 / 255, 0.999, 1.3]])
-    out = from_float(x)
-    assert out.shape == (1, 6, 1) and out.dtype == np.uint8
-    assert out[0, :, 0].tolist() == [0, 0, 0, 2, 255, 255]  # clipped, rounded
-    assert from_float(np.array([[0.5]]), np.uint16)[0, 0, 0] == 32768
-    chw = torch.rand(1, 3, 4, 5)
-    expected = np.uint8((chw[0].permute(1, 2, 0).numpy().clip(0, 1) * 255).round())
-    np.testing.assert_array_equal(from_float(chw), expected)
-    rgb = rng.integers(0, 256, (4, 5, 3)).astype(np.uint8)
-    np.testing.assert_array_equal(from_float(to_tensor(rgb)), rgb)

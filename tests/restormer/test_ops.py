@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from converse_reference import converse2d_official
 from restormer.converse_arch import Converse2D
 from restormer.ops import PADDING_MODES, converse2d, transposed_attention
 
@@ -24,7 +23,7 @@ CASES = list(itertools.product([1, 2, 3, 4], [(8, 8), (9, 7), (12, 13)], PADDING
 
 
 @pytest.mark.parametrize("scale,size,mode,k", CASES)
-def test_matches_official_float64(scale, size, mode, k):
+def test_matches_official_float64(scale, size, mode, k, converse2d_official):
     x, kernel, lam = _inputs(2, 3, *size, k, batch_kernel=(k == 3))
     ref = converse2d_official(x, kernel, lam, scale, 2, mode)
     out = converse2d(x, kernel, lam, scale, 2, mode)
@@ -33,7 +32,7 @@ def test_matches_official_float64(scale, size, mode, k):
 
 
 @pytest.mark.parametrize("scale,size,mode,k", CASES[::3])
-def test_float32_relative_error(scale, size, mode, k):
+def test_float32_relative_error(scale, size, mode, k, converse2d_official):
     x, kernel, lam = _inputs(2, 3, *size, k)
     ref = converse2d_official(x, kernel, lam, scale, 2, mode)
     out = converse2d(x.float(), kernel.float(), lam.float(), scale, 2, mode).double()
@@ -41,7 +40,7 @@ def test_float32_relative_error(scale, size, mode, k):
 
 
 @pytest.mark.parametrize("padding", [0, 1, 3])
-def test_padding_amounts(padding):
+def test_padding_amounts(padding, converse2d_official):
     x, kernel, lam = _inputs(1, 2, 10, 11, 3)
     ref = converse2d_official(x, kernel, lam, 2, padding, "reflect")
     assert (converse2d(x, kernel, lam, 2, padding, "reflect") - ref).abs().max() <= 1e-10
@@ -88,7 +87,7 @@ def test_gradcheck_float64():
         assert torch.autograd.gradcheck(lambda a, b, c: converse2d(a, b, c, scale, 1, mode), (x, kernel, lam))
 
 
-def test_half_input_is_solved_in_float32():
+def test_half_input_is_solved_in_float32(converse2d_official):
     x, kernel, lam = _inputs(1, 4, 12, 12, 3, dtype=torch.float32)
     out = converse2d(x.half(), kernel, lam, 2, 2, "replicate")
     assert out.dtype == torch.float16
@@ -96,7 +95,7 @@ def test_half_input_is_solved_in_float32():
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3
 
 
-def test_module_lambda_and_no_state_written():
+def test_module_lambda_and_no_state_written(converse2d_official):
     m = Converse2D(4, 4, 3, scale=2, padding=2, padding_mode="replicate", eps=1e-5).double()
     w = m.weight.detach()
     assert torch.all(w > 0) and torch.allclose(w.sum((-1, -2)), torch.ones(1, 4, dtype=torch.float64))

@@ -1,4 +1,5 @@
-"""restore-train end to end on a tiny Restormer: exact resume, CLI, bad input, 2-process DDP (gloo)."""
+"""The training loop (restormer.train.train, and restore-train over it) end to end on a tiny Restormer:
+exact resume, CLI, bad input, 2-process DDP (gloo), every family."""
 
 from __future__ import annotations
 
@@ -18,23 +19,14 @@ from typer.testing import CliRunner
 from cli.train import app
 from restormer.presets import load_model
 from restormer.train import Hooks, load_config, train
-from train_helpers import TINY_MODEL, smooth_images, tiny_config, write_config
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP synchronisation, which dominates on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, smooth_images):
     return smooth_images(tmp_path_factory.mktemp("train") / "clean", n=6, size=48)
 
 
@@ -56,7 +48,7 @@ class CrashAt(Hooks):
             raise Crash  # the process dies after logging this iteration, before any checkpoint
 
 
-def test_resume_reproduces_the_losses_exactly(tmp_path, data):
+def test_resume_reproduces_the_losses_exactly(tmp_path, data, tiny_config, write_config):
     # 8 iterations: a stage switch at 5, an LR restart at 3, mixup, checkpoints at 4 and 8.
     whole = load_config(write_config(tmp_path / "a.yaml", tiny_config(tmp_path / "a", data)))
     train(whole)
@@ -76,7 +68,7 @@ def test_resume_reproduces_the_losses_exactly(tmp_path, data):
         assert torch.equal(v, w), k
 
 
-def test_cli_trains_and_validation_beats_the_noisy_input(tmp_path, data):
+def test_cli_trains_and_validation_beats_the_noisy_input(tmp_path, data, tiny_config, write_config):
     cfg = tiny_config(tmp_path, data, train={"iterations": 60, "lr": 3e-3, "lr_periods": [30, 30], "lr_mins": [3e-3, 1e-4],
                                              "patch_sizes": [32], "batch_sizes": [4], "stage_iters": [60], "log_every": 10},
                       data={"sigma": [25, 25], "mixup": 0.0}, val={"every": 30}, checkpoint={"every": 30})
@@ -107,7 +99,7 @@ def _one_error_line(r) -> str:
     return lines[0]
 
 
-def test_cli_bad_input_exits_2_with_one_line(tmp_path, data):
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, data, tiny_config, write_config):
     cfg_path = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data))
     line = _one_error_line(runner.invoke(app, ["--config", str(cfg_path), f"data.clean=[{tmp_path / 'missing'}]"]))
     assert "missing" in line
@@ -162,17 +154,17 @@ with open(out + ".json", "w") as f:
 
 
 @pytest.mark.slow  # about 12-20 s: two Python processes importing torch
-def test_two_process_ddp_on_gloo(tmp_path, data):
+def test_two_process_ddp_on_gloo(tmp_path, data, repo_root, tiny_config, write_config):
     cfg = tiny_config(tmp_path, data, train={"iterations": 4, "log_every": 2, "patch_sizes": [16, 24], "batch_sizes": [2, 1],
                                              "stage_iters": [2, 2]}, val={"every": 4}, checkpoint={"every": 2})
     cfg_path = write_config(tmp_path / "c.yaml", cfg)
     (tmp_path / "worker.py").write_text(textwrap.dedent(WORKER))
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), str(tmp_path / "worker.py"), str(cfg_path), str(tmp_path / "run"), str(out)]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=repo_root)
     assert p.returncode == 0, p.stderr[-3000:]
     p0, p1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
     assert all(torch.equal(p0[k], p1[k]) for k in p0)
@@ -191,12 +183,13 @@ FAMILIES = {
     "converse-srresnet": ({"num_blocks": 1, "num_features": 4}, {"degradation": "sr", "sigma": 0}, "sr:4"),
     "conversenet-deblur": ({"num_blocks": 1, "in_channels": 4, "num_iterations": 1}, {"degradation": "blur"}, "blur:K+noise:2.55"),
     "converse-usrnet": ({"num_blocks": 1, "in_channels": 4, "num_iterations": 2}, {"degradation": "blur"}, "blur:K+noise:2.55"),
-    "restormer-denoise-gray": (dict(TINY_MODEL, inp_channels=1, out_channels=1), {}, "noise:25"),
+    "restormer-denoise-gray": ({"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 0, "heads": [1, 1, 1, 1],
+                                "inp_channels": 1, "out_channels": 1}, {}, "noise:25"),
 }
 
 
 @pytest.mark.parametrize("preset", FAMILIES)
-def test_every_family_trains(tmp_path, data, preset):
+def test_every_family_trains(tmp_path, data, preset, tiny_config, write_config):
     model_config, data_cfg, val_degrade = FAMILIES[preset]
     kernels = tmp_path / "kernels"
     kernels.mkdir()
@@ -212,9 +205,9 @@ def test_every_family_trains(tmp_path, data, preset):
     assert spec.name == preset and spec.config == {**spec.config, **model_config}
 
 
-def test_shipped_configs_are_valid():
-    for path in sorted((ROOT / "configs").iterdir()):
+def test_shipped_configs_are_valid(repo_root):
+    for path in sorted((repo_root / "configs").iterdir()):
         cfg = load_config(path)
         assert cfg.run_dir.startswith("runs/"), path
-    cfg = load_config(ROOT / "configs" / "restormer-denoise-color.yaml")
+    cfg = load_config(repo_root / "configs" / "restormer-denoise-color.yaml")
     assert (cfg.train.lr_periods, cfg.train.batch_sizes, cfg.data.mixup) == ([92_000, 208_000], [8, 5, 4, 2, 1, 1], 0.5)

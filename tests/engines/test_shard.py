@@ -43,11 +43,9 @@ def test_parse_shard():
 
 
 @pytest.fixture(scope="module")
-def grey_model(tmp_path_factory):
-    from test_export import _small_checkpoint
-
+def grey_model(tmp_path_factory, small_checkpoint):
     torch.set_num_threads(1)
-    return str(_small_checkpoint(tmp_path_factory.mktemp("m"), "converse-dncnn")[0])
+    return str(small_checkpoint(tmp_path_factory.mktemp("m"), "converse-dncnn")[0])
 
 
 def _images(folder: Path, n: int) -> list[str]:
@@ -97,10 +95,10 @@ def test_cli_bad_shard_exits_2(grey_model, tmp_path, spec, words):
     assert not (tmp_path / "out").exists()
 
 
-def test_array_job_examples_use_a_fixed_shard_count():
+def test_array_job_examples_use_a_fixed_shard_count(repo_root):
     import yaml
 
-    root = Path(__file__).resolve().parents[1] / "examples"
+    root = repo_root / "examples"
     job = yaml.safe_load((root / "k8s" / "restore-indexed-job.yaml").read_text())
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}

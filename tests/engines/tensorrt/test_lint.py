@@ -333,12 +333,11 @@ def test_versions_outside_what_the_lint_knows():
     assert allowlist.line_of((11, 1)) == "11.0" and allowlist.line_of((11, 5)) == "11.2"
 
 
-def test_rules_document_is_current():
+def test_rules_document_is_current(repo_root):
     import subprocess
     import sys
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "lint_rules_doc.py"
+    script = repo_root / "scripts" / "lint_rules_doc.py"
     assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0, \
         "docs/TENSORRT_LINT.md is out of date: run python scripts/lint_rules_doc.py"
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from restormer.presets import shared_dir
 from restormer.restormer_arch import (
     Attention,
     LayerNorm,
@@ -20,8 +19,7 @@ from restormer.restormer_arch import (
     pad_to_multiple,
 )
 
-SHARED = Path(os.environ.get("RESTORMER_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-MANIFEST = SHARED / "data" / "restormer_state_dict_manifest.json"
+MANIFEST = shared_dir() / "data" / "restormer_state_dict_manifest.json"
 EXPECTED_PARAMS = {"default_withbias": 26_126_644, "biasfree": 26_111_668, "dual_pixel": 26_132_548}
 
 TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 2, 4))
