@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import latency_ms  # noqa: E402
 
-from restormer.ops import converse2d  # noqa: E402
+from restormer_deploy.restormer.ops import converse2d  # noqa: E402
 
 # Loaded from its file: tests/ on sys.path would shadow restormer/ with tests/restormer/.
 _ref = importlib.util.spec_from_file_location("converse_reference",

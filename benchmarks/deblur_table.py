@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from restormer.degrade import parse_degradation
-from restormer.evaluate import evaluate
-from restormer.imageio import list_images
-from restormer.presets import load_model, shared_dir
+from restormer_deploy.restormer.degrade import parse_degradation
+from restormer_deploy.restormer.evaluate import evaluate
+from restormer_deploy.restormer.imageio import list_images
+from restormer_deploy.restormer.presets import load_model, shared_dir
 
 PAPER_BSD100 = {"converse-usrnet": [32.46, 31.20, 38.40, 32.21, 34.62]}
 

@@ -6,7 +6,7 @@ FP32 fallback (the ONNX Runtime CPU file) and INT8 with FP16 fallback (the Tenso
 
 * task PSNR on the 34 full-size test images of FP32 and both INT8 files, and the drop;
 * latency at 256x256, FP32 against INT8 (FP32 fallback), interleaved in one run, same session
-  settings (``export.ort_session.make_session``), 1 and 2 threads.
+  settings (``restormer_deploy.export.ort_session.make_session``), 1 and 2 threads.
 
     python benchmarks/int8_default.py --json docs/results/int8_default.json
 """
@@ -24,12 +24,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import latency_ms  # noqa: E402
 
-from calibration.data import load_images, select_paths  # noqa: E402
-from calibration.int8 import Int8Options, Int8Quantizer  # noqa: E402
-from calibration.search import run_set, task_psnr  # noqa: E402
-from export.onnx_export import ExportOptions, export  # noqa: E402
-from export.ort_session import cpu_session, make_session  # noqa: E402
-from restormer.presets import PRESETS, shared_dir  # noqa: E402
+from restormer_deploy.calibration.data import load_images, select_paths  # noqa: E402
+from restormer_deploy.calibration.int8 import Int8Options, Int8Quantizer  # noqa: E402
+from restormer_deploy.calibration.search import run_set, task_psnr  # noqa: E402
+from restormer_deploy.export.onnx_export import ExportOptions, export  # noqa: E402
+from restormer_deploy.export.ort_session import cpu_session, make_session  # noqa: E402
+from restormer_deploy.restormer.presets import PRESETS, shared_dir  # noqa: E402
 
 SPLIT = {"calib": (0, 20), "search": (20, 34), "test": (34, 68)}
 

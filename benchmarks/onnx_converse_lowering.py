@@ -20,9 +20,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.lowering import fft_flops, matmul_lowering_flops
-from export.onnx_export import ExportOptions, export
-from restormer.presets import load_model
+from restormer_deploy.export.lowering import fft_flops, matmul_lowering_flops
+from restormer_deploy.export.onnx_export import ExportOptions, export
+from restormer_deploy.restormer.presets import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import latency_ms  # noqa: E402

@@ -8,7 +8,7 @@ written twice: the plain export (``optimize=False``: what the exporter wrote bef
 * ``PyTorch eager``: ``torch.inference_mode``, ``torch.set_num_threads(threads)``;
 * ``ORT, <export>, default session``: ONNX Runtime's defaults (``ORT_ENABLE_ALL``, spinning
   threads) with ``threads`` intra-op threads, one inter-op thread, sequential execution;
-* ``ORT, <export>, make_session``: ``export.ort_session.make_session`` (what the runtime uses):
+* ``ORT, <export>, make_session``: ``restormer_deploy.export.ort_session.make_session`` (what the runtime uses):
   the same plus its two NCHWc layout passes and no spinning (``--spin`` to keep it).
 
 ``plain export, default session`` is the state before this benchmark's issue; ``optimised export,
@@ -38,11 +38,11 @@ import numpy as np
 import onnx
 import torch
 
-from export.onnx_export import node_counts
-from export.ort_session import make_session
-from export.stages import ExportOptions, finish, prepare, trace
-from restormer.presets import ModelSpec
-from restormer.restormer_arch import Restormer
+from restormer_deploy.export.onnx_export import node_counts
+from restormer_deploy.export.ort_session import make_session
+from restormer_deploy.export.stages import ExportOptions, finish, prepare, trace
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.restormer_arch import Restormer
 
 MAX_ABS_ERR = 1e-4
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restormer.imageio import write_image
+from restormer_deploy.restormer.imageio import write_image
 
 
 def buffers_mb(side: int, channels: int = 3) -> float:

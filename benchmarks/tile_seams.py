@@ -17,11 +17,11 @@ import sys
 import numpy as np
 import torch
 
-from restormer.tiling import restore_array
-from restormer.degrade import add_gaussian_noise
-from restormer.imageio import from_float, read_image
-from restormer.metrics import psnr, psnr_peak1
-from restormer.presets import load_model, shared_dir
+from restormer_deploy.restormer.tiling import restore_array
+from restormer_deploy.restormer.degrade import add_gaussian_noise
+from restormer_deploy.restormer.imageio import from_float, read_image
+from restormer_deploy.restormer.metrics import psnr, psnr_peak1
+from restormer_deploy.restormer.presets import load_model, shared_dir
 
 
 def case(model: str, clean: np.ndarray, tile: int, overlap: int) -> dict:

@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from restormer.imageio import list_images, read_image  # noqa: E402
-from restormer.presets import ASSETS, load_model  # noqa: E402
+from restormer_deploy.restormer.imageio import list_images, read_image  # noqa: E402
+from restormer_deploy.restormer.presets import ASSETS, load_model  # noqa: E402
 
 VARIANTS = {
     "fp32": dict(),

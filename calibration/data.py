@@ -3,7 +3,7 @@
 Each image is read in the model's channels, optionally cut to a seeded random ``crop`` x ``crop``
 window, degraded as the model is evaluated (``--degrade`` SPEC, default the preset's ``degrade``;
 clean images when the preset has none) and padded to the model's multiple exactly as
-``restormer.inference.restore`` pads. The degradation seed of image ``i`` is ``seed + i`` (so equal
+``restormer_deploy.restormer.inference.restore`` pads. The degradation seed of image ``i`` is ``seed + i`` (so equal
 crops do not share one noise pattern); the crop positions come from ``numpy.random.default_rng(seed)``.
 Same folder, count, crop, degradation and seed -> bit-identical inputs.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restormer.degrade import parse_degradation
-from restormer.errors import BadInput
-from restormer.imageio import ImageReadError, list_images, read_image
-from restormer.presets import ModelSpec
-from restormer.restormer_arch import pad_to_multiple
+from restormer_deploy.restormer.degrade import parse_degradation
+from restormer_deploy.restormer.errors import BadInput
+from restormer_deploy.restormer.imageio import ImageReadError, list_images, read_image
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.restormer_arch import pad_to_multiple
 
 
 class CalibrationError(BadInput):

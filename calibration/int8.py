@@ -1,23 +1,23 @@
 """INT8: calibration, per-layer sensitivity, a greedy mixed-precision search, Q/DQ ONNX.
 
-``Int8Quantizer`` is the exporter's quantizer (``export.stages.Quantizer``)::
+``Int8Quantizer`` is the exporter's quantizer (``restormer_deploy.export.stages.Quantizer``)::
 
     export(model, out, options=ExportOptions(precision="int8"), quantizer=Int8Quantizer(Int8Options(...)))
 
-It takes the FP32 graph (traced, rewritten by ``export.optimize``, the reference functions attached
+It takes the FP32 graph (traced, rewritten by ``restormer_deploy.export.optimize``, the reference functions attached
 so that ONNX Runtime runs it) and returns the Q/DQ graph; the exporter then applies its precision
 passes (FP16 for what stays in higher precision with ``fallback="fp16"``, for TensorRT; nothing with
 ``"fp32"``, ONNX Runtime CPU), the optional Converse2D lowering and the metadata (``precision=int8``).
 
 ``build_int8``:
 
-1. the calibration (and search) images (``calibration.data``), read by ``check(spec)`` before the trace
+1. the calibration (and search) images (``restormer_deploy.calibration.data``), read by ``check(spec)`` before the trace
    so that bad input fails fast;
 2. ranges of every Conv/MatMul input and output from ONNX Runtime's calibrators, or from the JSON
-   cache (``calibration.ranges``);
+   cache (``restormer_deploy.calibration.ranges``);
 3. the candidate layers (not the first and last, not ``--exclude``, ...);
-4. sensitivity and the greedy search (``calibration.search``), at one thread by default;
-5. Q/DQ insertion (``calibration.qdq``) and the report (``calibration.report``).
+4. sensitivity and the greedy search (``restormer_deploy.calibration.search``), at one thread by default;
+5. Q/DQ insertion (``restormer_deploy.calibration.qdq``) and the report (``restormer_deploy.calibration.report``).
 """
 
 from __future__ import annotations
@@ -28,18 +28,18 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
-from calibration.data import CalibrationError, ImageSet, load_images, select_paths
-from calibration.options import Int8Options  # noqa: F401  (also importable from here)
-from calibration.qdq import Layer, consumers, conv_macs, find_layers, insert_qdq, output_takes_no_q
-from calibration.ranges import Ranges, amax_of, calibrate, fingerprint, load_cache, save_cache
-from calibration.report import int8_report
-from calibration.search import greedy_search
-from export.ort_session import cpu_session
-from export.stages import Quantized
-from restormer.presets import ModelSpec
+from restormer_deploy.calibration.data import CalibrationError, ImageSet, load_images, select_paths
+from restormer_deploy.calibration.options import Int8Options  # noqa: F401  (also importable from here)
+from restormer_deploy.calibration.qdq import Layer, consumers, conv_macs, find_layers, insert_qdq, output_takes_no_q
+from restormer_deploy.calibration.ranges import Ranges, amax_of, calibrate, fingerprint, load_cache, save_cache
+from restormer_deploy.calibration.report import int8_report
+from restormer_deploy.calibration.search import greedy_search
+from restormer_deploy.export.ort_session import cpu_session
+from restormer_deploy.export.stages import Quantized
+from restormer_deploy.restormer.presets import ModelSpec
 
 class Int8Quantizer:
-    """``export.stages.Quantizer`` for INT8 Q/DQ files; ``log``: progress lines (``print``)."""
+    """``restormer_deploy.export.stages.Quantizer`` for INT8 Q/DQ files; ``log``: progress lines (``print``)."""
 
     def __init__(self, options: Int8Options, *, log: Callable[[str], None] = print) -> None:
         self.options = options

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibration.data import CalibrationError
-from calibration.ranges import METHODS
+from restormer_deploy.calibration.data import CalibrationError
+from restormer_deploy.calibration.ranges import METHODS
 
 FALLBACKS = ("fp16", "fp32")
 

@@ -5,10 +5,10 @@ differently quantized variants of one graph from one set of calibrated ranges; `
 re-runs calibration each call, decides Q/DQ placement itself (it would put Q/DQ on a custom node's
 inputs and keep none of our "no Q/DQ into a custom node's internals" rule) and, with per-channel
 symmetric weights, writes int32 biases that TensorRT does not take. ONNX Runtime's *calibrators*
-are used for the ranges (``calibration.ranges``); the Q/DQ placement is here:
+are used for the ranges (``restormer_deploy.calibration.ranges``); the Q/DQ placement is here:
 
 * a **layer** is one Conv (or MatMul) of the FP32 graph as it was in PyTorch: the rewrites of
-  ``export.optimize`` split some 1x1 convolutions into chunks (``node_Conv_7/chunk0`` ...); the chunks
+  ``restormer_deploy.export.optimize`` split some 1x1 convolutions into chunks (``node_Conv_7/chunk0`` ...); the chunks
   form one layer (they share their input and its Q/DQ pair);
 * weights: int8 initialisers, symmetric, zero point 0, one scale per output channel (axis 0 of a
   Conv weight, last axis of a MatMul weight), followed by ``DequantizeLinear``;
@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.contract import DOMAIN
+from restormer_deploy.export.contract import DOMAIN
 
 QUANT_OPS = ("Conv", "MatMul")
 # Ops that only move data: a quantized value passing them still reaches whatever they feed.

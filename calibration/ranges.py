@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from calibration.data import CalibrationError
-from export.ort_session import cpu_session
+from restormer_deploy.calibration.data import CalibrationError
+from restormer_deploy.export.ort_session import cpu_session
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -107,7 +107,7 @@ def save_cache(path, fp: str, settings: dict, ranges: dict[str, list[float]]) ->
         raise CalibrationError(f"cannot write {path}: folder {path.parent} does not exist")
     data = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "fingerprint": fp, "settings": settings,
             "ranges": {k: [float(a), float(b)] for k, (a, b) in sorted(ranges.items())}}
-    from restormer.fileio import atomic_write_text
+    from restormer_deploy.restormer.fileio import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 

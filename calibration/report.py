@@ -1,15 +1,15 @@
 """The INT8 report: a dict (``int8_report``; it is the JSON, under ``int8`` in restore-export's);
-``cli.int8_report`` prints it."""
+``restormer_deploy.cli.int8_report`` prints it."""
 
 from __future__ import annotations
 
 import onnx
 
-from calibration.data import ImageSet
-from calibration.options import Int8Options
-from calibration.qdq import Layer, qdq_summary
-from calibration.ranges import Ranges
-from calibration.search import SearchResult
+from restormer_deploy.calibration.data import ImageSet
+from restormer_deploy.calibration.options import Int8Options
+from restormer_deploy.calibration.qdq import Layer, qdq_summary
+from restormer_deploy.calibration.ranges import Ranges
+from restormer_deploy.calibration.search import SearchResult
 
 
 def int8_report(*, opts: Int8Options, calib: ImageSet, search: ImageSet, ranges: Ranges, layers: list[Layer],

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from calibration.data import ImageSet
-from calibration.qdq import Layer
-from export.ort_session import cpu_session
-from restormer.imageio import from_float
-from restormer.metrics import psnr_peak1, task_scores
+from restormer_deploy.calibration.data import ImageSet
+from restormer_deploy.calibration.qdq import Layer
+from restormer_deploy.export.ort_session import cpu_session
+from restormer_deploy.restormer.imageio import from_float
+from restormer_deploy.restormer.metrics import psnr_peak1, task_scores
 
 TASK_PSNR_CAP = 100.0  # dB: an image restored exactly does not outweigh the others
 

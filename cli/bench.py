@@ -8,10 +8,10 @@ from typing import List, Optional
 
 import typer
 
-from cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, set_threads, write_json
-from engines.backends import BACKENDS
-from engines.bench import bench_one, markdown
-from restormer.errors import one_line
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, set_threads, write_json
+from restormer_deploy.engines.backends import BACKENDS
+from restormer_deploy.engines.bench import bench_one, markdown
+from restormer_deploy.restormer.errors import one_line
 
 EPILOG = f"""
 [bold]Examples[/]

@@ -10,9 +10,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, write_json
-from restormer.errors import one_line
-from restormer.fileio import check_output_folder
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, write_json
+from restormer_deploy.restormer.errors import one_line
+from restormer_deploy.restormer.fileio import check_output_folder
 
 EPILOG = """
 [bold]Examples[/]
@@ -51,9 +51,9 @@ def main(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write images[{input, output, status, seconds}] here."),
 ) -> None:
-    from engines.restorer import expand_inputs
-    from engines.triton.client import PROTOCOLS, ClientError, decode, encode, import_client, served_model
-    from restormer.imageio import read_image_alpha, write_image
+    from restormer_deploy.engines.restorer import expand_inputs
+    from restormer_deploy.engines.triton.client import PROTOCOLS, ClientError, decode, encode, import_client, served_model
+    from restormer_deploy.restormer.imageio import read_image_alpha, write_image
 
     try:
         module = import_client(protocol)

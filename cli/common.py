@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from restormer.errors import RestoreError, one_line
+from restormer_deploy.restormer.errors import RestoreError, one_line
 
 EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUN_FAILED = 1, 2, 3
 # What a command reports as one error line (and an exit code) instead of a traceback.
@@ -41,7 +41,7 @@ def write_json(path: Path, data: dict) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise fail(f"cannot write {path}: folder {path.parent} does not exist")
-    from restormer.fileio import atomic_write_text
+    from restormer_deploy.restormer.fileio import atomic_write_text
 
     text = json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
     try:

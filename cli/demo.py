@@ -19,12 +19,12 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_CHECK_FAILED, fail, out, run, set_threads
-from export.contract import PARITY_FLOORS
-from restormer.degrade import parse_degradation
-from restormer.imageio import from_float, list_images, read_image, write_image
-from restormer.metrics import psnr_peak1, task_scores
-from restormer.presets import ASSETS
+from restormer_deploy.cli.common import EXIT_CHECK_FAILED, fail, out, run, set_threads
+from restormer_deploy.export.contract import PARITY_FLOORS
+from restormer_deploy.restormer.degrade import parse_degradation
+from restormer_deploy.restormer.imageio import from_float, list_images, read_image, write_image
+from restormer_deploy.restormer.metrics import psnr_peak1, task_scores
+from restormer_deploy.restormer.presets import ASSETS
 
 SAMPLES = ASSETS / "samples"
 MODEL = "default"
@@ -44,9 +44,9 @@ def main(
 
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # "torchvision is not installed"
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from engines.backends import OnnxRuntimeRunner, PyTorchRunner
-    from export.onnx_export import ExportError, ExportOptions, export
-    from restormer.checkpoints import WeightsError
+    from restormer_deploy.engines.backends import OnnxRuntimeRunner, PyTorchRunner
+    from restormer_deploy.export.onnx_export import ExportError, ExportOptions, export
+    from restormer_deploy.restormer.checkpoints import WeightsError
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

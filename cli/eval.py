@@ -10,11 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, check_tiling, fail, fail_from, out, run, set_threads, write_json
-from restormer.degrade import SPEC_GRAMMAR, parse_degradation
-from restormer.evaluate import check_compatible, evaluate, summarise
-from restormer.imageio import list_images
-from restormer.presets import PRESETS, load_model
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, check_tiling, fail, fail_from, out, run, set_threads, write_json
+from restormer_deploy.restormer.degrade import SPEC_GRAMMAR, parse_degradation
+from restormer_deploy.restormer.evaluate import check_compatible, evaluate, summarise
+from restormer_deploy.restormer.imageio import list_images
+from restormer_deploy.restormer.presets import PRESETS, load_model
 
 EPILOG = f"""
 [bold]Examples[/]

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from cli.common import USER_ERRORS, console, fail, fail_from, out, run, write_json
-from restormer.presets import PRESETS
+from restormer_deploy.cli.common import USER_ERRORS, console, fail, fail_from, out, run, write_json
+from restormer_deploy.restormer.presets import PRESETS
 
 if TYPE_CHECKING:
-    from export.onnx_export import ExportOptions, ExportResult, Quantizer
+    from restormer_deploy.export.onnx_export import ExportOptions, ExportResult, Quantizer
 
 EPILOG = f"""
 [bold]Examples[/]
@@ -69,7 +69,7 @@ def resolve_target(target: str, fmt: str, check_trt: str | None, triton_backend:
 
 def _trt_version(text: str | None) -> tuple[int, ...] | None:
     """The TensorRT version a trt file is for: --trt-version, else the installed TensorRT, else None."""
-    from export.contract import parse_version
+    from restormer_deploy.export.contract import parse_version
 
     if text:
         return parse_version(text)
@@ -93,7 +93,7 @@ def _print_result(result: ExportResult, target: str) -> None:
     table.add_row("time", f"{result.seconds:.0f} s")
     out.print(table)
     if result.int8:
-        from cli.int8_report import print_int8_report
+        from restormer_deploy.cli.int8_report import print_int8_report
 
         print_int8_report(out, result.int8)
 
@@ -103,7 +103,7 @@ def export_onnx(model: str, out_path: Path, *, weights: Path | None, options: Ex
     """The ONNX export of restore-export (``--format onnx``, and the ONNX file of ``trt`` and
     ``triton-repo``): export, print the result (and the INT8 report), write ``json_out``. Raises
     typer.Exit: 1 when the self-check failed, 2 on bad input; nothing is written then."""
-    from export.onnx_export import export
+    from restormer_deploy.export.onnx_export import export
 
     try:
         if json_out and not json_out.parent.is_dir():
@@ -130,10 +130,10 @@ def export_onnx(model: str, out_path: Path, *, weights: Path | None, options: Ex
 
 
 def _quantizer(precision: str, **int8) -> Quantizer | None:
-    """``calibration.int8.Int8Quantizer`` for ``--precision int8`` (its options are checked by the export)."""
+    """``restormer_deploy.calibration.int8.Int8Quantizer`` for ``--precision int8`` (its options are checked by the export)."""
     if precision != "int8":
         return None
-    from calibration.int8 import Int8Options, Int8Quantizer
+    from restormer_deploy.calibration.int8 import Int8Options, Int8Quantizer
 
     return Int8Quantizer(Int8Options(**int8))
 
@@ -187,7 +187,7 @@ def main(
     model_name: Optional[str] = typer.Option(None, "--model-name", help="triton-repo: model name (default: the preset).", rich_help_panel="Triton"),
     overwrite: bool = typer.Option(False, "--overwrite", help="triton-repo: replace a non-empty --out folder.", rich_help_panel="Triton"),
 ) -> None:
-    from export.onnx_export import ExportOptions
+    from restormer_deploy.export.onnx_export import ExportOptions
 
     try:
         target = resolve_target(target, fmt, check_trt, triton_backend)
@@ -209,9 +209,9 @@ def main(
     if fmt in ("triton-repo", "trt") or check_trt:  # cli/export_triton.py, cli/export_trt.py: they exit
         from functools import partial
 
-        from cli.export_triton import export_triton
-        from cli.export_trt import export_trt
-        from engines.tensorrt.builder import BuildOptions
+        from restormer_deploy.cli.export_triton import export_triton
+        from restormer_deploy.cli.export_trt import export_trt
+        from restormer_deploy.engines.tensorrt.builder import BuildOptions
 
         build = BuildOptions(min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape, tile=tile,
                              plugin_libs=tuple(plugin_lib or ()), timing_cache=timing_cache, dla_core=dla_core)

@@ -1,6 +1,6 @@
-"""``restore-export --format triton-repo``: a Triton model repository (``engines.triton.repository``).
+"""``restore-export --format triton-repo``: a Triton model repository (``restormer_deploy.engines.triton.repository``).
 
-``export_triton`` is called by ``cli.export.main``. MODEL is a preset or checkpoint (exported first
+``export_triton`` is called by ``restormer_deploy.cli.export.main``. MODEL is a preset or checkpoint (exported first
 with ``export_onnx``), an ``.onnx`` file, or, for the TensorRT backend, an already built
 ``.engine``/``.plan`` with its JSON sidecar and the ONNX it was built from beside it.
 """
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 
 import typer
 
-from cli.common import EXIT_BAD_INPUT, exit_code, fail, out, write_json
-from cli.export_trt import log_line
-from engines.tensorrt.builder import BuildOptions
-from engines.triton.repository import RepositoryError, check_source, repository_options, write_repository
-from restormer.errors import RestoreError
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, exit_code, fail, out, write_json
+from restormer_deploy.cli.export_trt import log_line
+from restormer_deploy.engines.tensorrt.builder import BuildOptions
+from restormer_deploy.engines.triton.repository import RepositoryError, check_source, repository_options, write_repository
+from restormer_deploy.restormer.errors import RestoreError
 
 if TYPE_CHECKING:
-    from export.onnx_export import ExportResult
+    from restormer_deploy.export.onnx_export import ExportResult
 
 
 def export_triton(model: str, out_path: Path | None, *, json_out: Path | None, check_trt: str | None,
@@ -27,7 +27,7 @@ def export_triton(model: str, out_path: Path | None, *, json_out: Path | None, c
                   model_name: str | None, triton_release: str | None, with_preprocess: bool, overwrite: bool,
                   build: BuildOptions, export_onnx: Callable[[Path], ExportResult]) -> NoReturn:
     """``export_onnx(path) -> ExportResult`` writes the ONNX of a preset or checkpoint
-    (``cli.export.export_onnx`` with everything but the path bound). Raises typer.Exit with the status."""
+    (``restormer_deploy.cli.export.export_onnx`` with everything but the path bound). Raises typer.Exit with the status."""
     try:
         options = repository_options(backend=backend, instance_kind=instance_kind, instances=instances,
                                      max_batch_size=max_batch_size, model_name=model_name,

@@ -1,6 +1,6 @@
 """The TensorRT parts of restore-export: ``--format trt`` and ``--check-trt VERSION``.
 
-``export_trt`` is called by ``cli.export.main``: it checks the TensorRT options, exports the ONNX
+``export_trt`` is called by ``restormer_deploy.cli.export.main``: it checks the TensorRT options, exports the ONNX
 with ``export_onnx`` (every export option, INT8 ones included, applies unchanged), then lints
 and/or builds. MODEL may be an existing ``.onnx`` file: then nothing is exported (``--check-trt``
 alone needs no ``--out``).
@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 
 import typer
 
-from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, console, exit_code, fail, out, write_json
-from engines.backends import ENGINE_SUFFIXES
-from engines.tensorrt import builder
-from engines.tensorrt.core import TrtError, read_onnx
-from engines.tensorrt.lint import lint_report, table_version
-from export.contract import parse_version
-from restormer.errors import RestoreError
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, console, exit_code, fail, out, write_json
+from restormer_deploy.engines.backends import ENGINE_SUFFIXES
+from restormer_deploy.engines.tensorrt import builder
+from restormer_deploy.engines.tensorrt.core import TrtError, read_onnx
+from restormer_deploy.engines.tensorrt.lint import lint_report, table_version
+from restormer_deploy.export.contract import parse_version
+from restormer_deploy.restormer.errors import RestoreError
 
 if TYPE_CHECKING:
-    from export.onnx_export import ExportOptions, ExportResult
+    from restormer_deploy.export.onnx_export import ExportOptions, ExportResult
 
 ExportOnnx = Callable[..., "ExportResult"]  # export_onnx(path, options=...)
 
@@ -103,7 +103,7 @@ def _build(onnx_path: Path, engine: Path, build: builder.BuildOptions, result: d
 def export_trt(model: str, *, fmt: str, out_path: Path | None, check_trt: str | None, trt_version: str | None,
                save_prepared: Path | None, json_out: Path | None, build: builder.BuildOptions,
                options: ExportOptions, export_onnx: ExportOnnx) -> NoReturn:
-    """``export_onnx(path, options=...) -> ExportResult`` writes the ONNX (``cli.export.export_onnx``
+    """``export_onnx(path, options=...) -> ExportResult`` writes the ONNX (``restormer_deploy.cli.export.export_onnx``
     with the model, weights and quantizer bound); ``options``: its ``ExportOptions``, whose TensorRT
     version follows --check-trt when --trt-version is not given. Raises typer.Exit with the status."""
     try:

@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_CHECK_FAILED, USER_ERRORS, fail_from, out, run, write_json
-from engines.info import ArtifactInfo, describe
+from restormer_deploy.cli.common import EXIT_CHECK_FAILED, USER_ERRORS, fail_from, out, run, write_json
+from restormer_deploy.engines.info import ArtifactInfo, describe
 
 EPILOG = """
 [bold]Examples[/]

@@ -1,4 +1,4 @@
-"""The tables of an INT8 export's report (``calibration.report.int8_report``), for restore-export."""
+"""The tables of an INT8 export's report (``restormer_deploy.calibration.report.int8_report``), for restore-export."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The TensorRT version to lint for on this machine (used by scripts/verify_gpu.sh).
 
-    python -m cli.lint_trt --version-for 10.3.0.30
+    python -m restormer_deploy.cli.lint_trt --version-for 10.3.0.30
 
 Prints the installed version itself, or the newest release the lint knows when it is newer; exit 2
 (one line on stderr) for a version before 10.3 or one that is not a version.
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import sys
 
-from cli.common import EXIT_BAD_INPUT
-from engines.tensorrt.lint import version_for
-from restormer.errors import BadInput
+from restormer_deploy.cli.common import EXIT_BAD_INPUT
+from restormer_deploy.engines.tensorrt.lint import version_for
+from restormer_deploy.restormer.errors import BadInput
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "--version-for":
-        print("usage: python -m cli.lint_trt --version-for VERSION", file=sys.stderr)
+        print("usage: python -m restormer_deploy.cli.lint_trt --version-for VERSION", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         print(version_for(argv[1]))

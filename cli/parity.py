@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, console, fail_from, out, run, write_json
-from engines.backends import BACKENDS
-from engines.parity import ParityReport, prepare_parity, run_parity
-from export.contract import MAX_TASK_DROP_DB
-from restormer.degrade import SPEC_GRAMMAR
-from restormer.errors import one_line
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, console, fail_from, out, run, write_json
+from restormer_deploy.engines.backends import BACKENDS
+from restormer_deploy.engines.parity import ParityReport, prepare_parity, run_parity
+from restormer_deploy.export.contract import MAX_TASK_DROP_DB
+from restormer_deploy.restormer.degrade import SPEC_GRAMMAR
+from restormer_deploy.restormer.errors import one_line
 
 EPILOG = f"""
 [bold]Examples[/]

@@ -11,11 +11,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import EXIT_BAD_INPUT, USER_ERRORS, check_tiling, fail_from, out, run, write_json
-from engines.backends import BACKENDS, load_runner
-from engines.restorer import Restorer, expand_inputs
-from engines.shard import parse_shard, shard_slice
-from restormer.degrade import SPEC_GRAMMAR, load_kernel, parse_degradation
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, check_tiling, fail_from, out, run, write_json
+from restormer_deploy.engines.backends import BACKENDS, load_runner
+from restormer_deploy.engines.restorer import Restorer, expand_inputs
+from restormer_deploy.engines.shard import parse_shard, shard_slice
+from restormer_deploy.restormer.degrade import SPEC_GRAMMAR, load_kernel, parse_degradation
 
 EPILOG = f"""
 [bold]Examples[/]

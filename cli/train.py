@@ -11,10 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.markup import escape
 from rich.text import Text
 
-from cli.common import USER_ERRORS, console, fail_from, out, run, set_threads
-from restormer.presets import PRESETS
-from restormer.train import Hooks, load_config, train
-from restormer.train.config import valid_keys
+from restormer_deploy.cli.common import USER_ERRORS, console, fail_from, out, run, set_threads
+from restormer_deploy.restormer.presets import PRESETS
+from restormer_deploy.restormer.train import Hooks, load_config, train
+from restormer_deploy.restormer.train.config import valid_keys
 
 _EXAMPLES = """
   restore-train --config configs/default.yaml resume=auto
@@ -26,7 +26,7 @@ _EXAMPLES = """
 
   restore-train --config configs/converse-usrnet-deblur.yaml --resume
 
-  torchrun --nproc_per_node 4 -m cli.train --config configs/restormer-denoise-color.yaml
+  torchrun --nproc_per_node 4 -m restormer_deploy.cli.train --config configs/restormer-denoise-color.yaml
 """
 
 _OVERRIDES = """KEY=VALUE after the options, dotted keys, YAML values: train.lr=1e-4

@@ -1,6 +1,6 @@
 """Parity and latency of a TensorRT engine against PyTorch (used by scripts/verify_gpu.sh).
 
-    python -m cli.verify_trt model.engine --reference default [--plugin-lib lib.so] [--json out.json]
+    python -m restormer_deploy.cli.verify_trt model.engine --reference default [--plugin-lib lib.so] [--json out.json]
 
 Runs the engine with polygraphy's TrtRunner on the bundled sample image (cropped to fit the
 engine's profile), compares it with the PyTorch model in FP32 (PSNR with peak 1 on outputs clamped
@@ -16,10 +16,10 @@ import argparse
 import json
 import sys
 
-from cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_RUN_FAILED
-from engines.tensorrt.verify import verify_engine
-from restormer.errors import BadInput, one_line
-from restormer.fileio import atomic_write_text
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_RUN_FAILED
+from restormer_deploy.engines.tensorrt.verify import verify_engine
+from restormer_deploy.restormer.errors import BadInput, one_line
+from restormer_deploy.restormer.fileio import atomic_write_text
 
 
 def main(argv=None) -> int:

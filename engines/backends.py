@@ -10,7 +10,7 @@ Every runner has ``name`` (the backend, e.g. ``ort-cpu``), ``precision`` (``fp32
 ``int8``), ``spec`` (a ``ModelSpec``: channels, scale, pad_multiple, needs_kernel),
 ``input_names`` / ``output_names`` and ``get_input_metadata()`` (name -> (numpy dtype, shape with
 None for dynamic axes)). ``run`` casts to the artefact's input dtype (FP16-IO ONNX models take
-float16) and always returns float32; it does not pad: see ``restormer.tiling.restore_array``.
+float16) and always returns float32; it does not pad: see ``restormer_deploy.restormer.tiling.restore_array``.
 
 ``load_runner(artifact, backend="auto")``: ``.onnx`` -> ONNX Runtime (TensorRT EP > CUDA EP > CPU
 when the installed onnxruntime has them), ``.engine``/``.plan`` -> TensorRT (with its JSON sidecar),
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.contract import ContractError, read_sidecar, same_engine_version, spec_from_metadata
-from restormer.errors import RunFailed, one_line
-from restormer.presets import PRESETS, ModelSpec
+from restormer_deploy.export.contract import ContractError, read_sidecar, same_engine_version, spec_from_metadata
+from restormer_deploy.restormer.errors import RunFailed, one_line
+from restormer_deploy.restormer.presets import PRESETS, ModelSpec
 
 BACKENDS = ("auto", "torch", "torch-cpu", "torch-cuda", "ort", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -160,7 +160,7 @@ class PyTorchRunner(Runner):
         self.name = f"torch-{device.split(':')[0]}"
         self.keep_loaded = False  # True: deactivate() keeps the loaded model (re-activation is free)
         if spec is None:
-            from restormer.presets import resolve
+            from restormer_deploy.restormer.presets import resolve
 
             self.spec = resolve(self.model)
         self.input_names = ["input", "kernel"] if self.spec.needs_kernel else ["input"]
@@ -169,7 +169,7 @@ class PyTorchRunner(Runner):
         import torch
 
         if self._net is None:
-            from restormer.presets import load_model
+            from restormer_deploy.restormer.presets import load_model
 
             self._net, self.spec = load_model(self.model, self.weights)
         self._net = self._net.to(self.device).eval()
@@ -251,11 +251,11 @@ class OnnxRuntimeRunner(Runner):
 
             threads = torch.get_num_threads()
         if self.provider == "ort-cpu":
-            from export.ort_session import make_session
+            from restormer_deploy.export.ort_session import make_session
 
             self._session = make_session(self.path, threads=threads, layout=self.layout)
         else:
-            from export.ort_session import session_options
+            from restormer_deploy.export.ort_session import session_options
 
             providers = [wanted, "CPUExecutionProvider"]
             if wanted == "TensorrtExecutionProvider":
@@ -282,7 +282,7 @@ class OnnxRuntimeRunner(Runner):
 
 
 def engine_metadata(engine: str | os.PathLike) -> dict:
-    """An engine's sidecar (``export.contract.read_sidecar``, no key required: the spec keys are
+    """An engine's sidecar (``restormer_deploy.export.contract.read_sidecar``, no key required: the spec keys are
     checked by ``spec_from_metadata``), its scalar values as strings, like ONNX metadata_props."""
     data = read_sidecar(engine, required=())
     return {k: (v if isinstance(v, (dict, list)) else str(v)) for k, v in data.items()}
@@ -290,7 +290,7 @@ def engine_metadata(engine: str | os.PathLike) -> dict:
 
 def engine_version_ok(built: str, installed: str) -> bool:
     """Whether a plan built with TensorRT ``built`` loads on ``installed`` (compared as numbers,
-    ``export.contract.same_engine_version``); a version that is not a number never matches."""
+    ``restormer_deploy.export.contract.same_engine_version``); a version that is not a number never matches."""
     try:
         return same_engine_version(built, installed)
     except ContractError:
@@ -332,7 +332,7 @@ class TensorRTRunner(Runner):
 
         # engines/tensorrt checks the sidecar against this machine, loads the plugin libraries
         # ($RESTORMER_TRT_PLUGINS, os.pathsep-separated) and deserialises the plan.
-        from engines.tensorrt.builder import load_engine
+        from restormer_deploy.engines.tensorrt.builder import load_engine
 
         libs = [p for p in os.environ.get("RESTORMER_TRT_PLUGINS", "").split(os.pathsep) if p]
         try:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.backends import PyTorchRunner, load_runner
-from restormer.presets import PRESETS, ModelSpec, build, resolve
+from restormer_deploy.engines.backends import PyTorchRunner, load_runner
+from restormer_deploy.restormer.presets import PRESETS, ModelSpec, build, resolve
 
 
 @dataclass

@@ -2,9 +2,9 @@
 installed runtimes can run it (restore-info's library).
 
 ``describe(artifact)`` reads the artefact and checks it against this machine: the metadata keys of
-the contract (``export.contract.METADATA_KEYS``, engines also ``ENGINE_KEYS``), the ONNX opset and
+the contract (``restormer_deploy.export.contract.METADATA_KEYS``, engines also ``ENGINE_KEYS``), the ONNX opset and
 custom domains, an ONNX Runtime session (what restore-run would meet), the TensorRT version (as
-numbers, ``export.contract.same_engine_version``) and the GPU of an engine.
+numbers, ``restormer_deploy.export.contract.same_engine_version``) and the GPU of an engine.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engines.backends import (
+from restormer_deploy.engines.backends import (
     BackendError, OnnxRuntimeRunner, artifact_kind, available_backends, engine_metadata, engine_version_ok,
     ort_providers, tensorrt_version, torch_cuda_available,
 )
-from export.contract import ENGINE_KEYS, METADATA_KEYS, ContractError, spec_from_metadata
-from restormer.errors import BadInput, one_line
+from restormer_deploy.export.contract import ENGINE_KEYS, METADATA_KEYS, ContractError, spec_from_metadata
+from restormer_deploy.restormer.errors import BadInput, one_line
 
 
 @dataclass
@@ -162,7 +162,7 @@ def _read_engine(path: Path) -> tuple[dict, list[str]]:
 
 
 def _read_torch(artifact: str) -> tuple[dict, str | None, list[str]]:
-    from restormer.presets import official_weights, resolve
+    from restormer_deploy.restormer.presets import official_weights, resolve
 
     spec = resolve(artifact)
     weights = official_weights(spec)

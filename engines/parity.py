@@ -4,7 +4,7 @@ real images: what restore-parity runs.
 ``prepare_parity`` loads both runners and the degraded samples, ``run_parity`` runs them with
 polygraphy's Comparator (our runners wrapped as polygraphy runners) and scores with our own
 functions: PSNR of the artefact against PyTorch with peak 1.0 on outputs clamped to [0, 1], and the
-task PSNR of both against the ground truth (``restormer.metrics.task_scores``, as restore-eval).
+task PSNR of both against the ground truth (``restormer_deploy.restormer.metrics.task_scores``, as restore-eval).
 ``localize_divergence`` compares the custom nodes of an ONNX graph with the matching PyTorch modules.
 """
 
@@ -19,15 +19,15 @@ from typing import Callable
 
 import numpy as np
 
-from engines.backends import BackendError, PyTorchRunner, Runner, as_polygraphy, load_runner
-from export.contract import MAX_TASK_DROP_DB, PARITY_FLOORS
-from restormer.degrade import parse_degradation
-from restormer.errors import one_line
-from restormer.evaluate import check_compatible
-from restormer.imageio import ImageReadError, list_images, read_image
-from restormer.metrics import PSNR_CAP, psnr_peak1, task_scores
-from restormer.presets import ModelSpec
-from restormer.tiling import pad_reflect, padded_size
+from restormer_deploy.engines.backends import BackendError, PyTorchRunner, Runner, as_polygraphy, load_runner
+from restormer_deploy.export.contract import MAX_TASK_DROP_DB, PARITY_FLOORS
+from restormer_deploy.restormer.degrade import parse_degradation
+from restormer_deploy.restormer.errors import one_line
+from restormer_deploy.restormer.evaluate import check_compatible
+from restormer_deploy.restormer.imageio import ImageReadError, list_images, read_image
+from restormer_deploy.restormer.metrics import PSNR_CAP, psnr_peak1, task_scores
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.tiling import pad_reflect, padded_size
 
 CUSTOM_OPS = ("Converse2D", "TransposedAttention")
 
@@ -369,7 +369,7 @@ def _onnx_custom_outputs(artifact: str) -> tuple[list, bytes | None]:
     (None when there are no such nodes)."""
     import onnx
 
-    from engines.tensorrt.lint import aborts_inference
+    from restormer_deploy.engines.tensorrt.lint import aborts_inference
 
     model = onnx.load(artifact)
     nodes = [n for n in model.graph.node if n.op_type in CUSTOM_OPS]
@@ -389,7 +389,7 @@ def _onnx_custom_outputs(artifact: str) -> tuple[list, bytes | None]:
 
 
 def _run_onnx(model: bytes, names: list[str], feed: dict) -> list[np.ndarray]:
-    from export.ort_session import cpu_session
+    from restormer_deploy.export.ort_session import cpu_session
 
     session = cpu_session(model, threads=0, level="all")  # ONNX Runtime's defaults: a diagnostic, not a benchmark
     dtypes = {i.name: (np.float16 if i.type == "tensor(float16)" else np.float32) for i in session.get_inputs()}
@@ -400,8 +400,8 @@ def _hook_points(net) -> list[tuple[str, object, bool]]:
     """(op, module, record its input) for every PyTorch module whose forward computes a custom op:
     Converse2D / ConverseDataStep return converse2d's output; Attention feeds transposed_attention's
     output straight into its ``project_out``."""
-    from restormer.converse_arch import Converse2D, ConverseDataStep
-    from restormer.restormer_arch import Attention
+    from restormer_deploy.restormer.converse_arch import Converse2D, ConverseDataStep
+    from restormer_deploy.restormer.restormer_arch import Attention
 
     points = []
     for module in net.modules():

@@ -4,7 +4,7 @@
 ``plan``s the batch (which items would overwrite an input or another item's output), then
 ``restore``s each path into an ``Item`` (ok, skipped or error: one image failing does not stop the
 others). Outputs keep the input's name, format and bit depth; grey inputs give grey outputs; the
-alpha channel is passed through; files appear atomically (``restormer.imageio.write_image``).
+alpha channel is passed through; files appear atomically (``restormer_deploy.restormer.imageio.write_image``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from restormer.degrade import BicubicSR, Degradation
-from restormer.errors import BadInput, one_line
-from restormer.fileio import check_output_folder
-from restormer.imageio import (IMAGE_EXTENSIONS, list_images, read_icc_profile, read_image, read_image_alpha,
+from restormer_deploy.restormer.degrade import BicubicSR, Degradation
+from restormer_deploy.restormer.errors import BadInput, one_line
+from restormer_deploy.restormer.fileio import check_output_folder
+from restormer_deploy.restormer.imageio import (IMAGE_EXTENSIONS, list_images, read_icc_profile, read_image, read_image_alpha,
                                storable_path, write_image)
-from restormer.metrics import PSNR_CAP, task_scores
-from restormer.tiling import restore_array
+from restormer_deploy.restormer.metrics import PSNR_CAP, task_scores
+from restormer_deploy.restormer.tiling import restore_array
 
 # What fails one item (and not the batch): bad files, runtime errors of the backend, memory.
 ITEM_ERRORS = (ValueError, OSError, RuntimeError, MemoryError)

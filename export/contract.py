@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from restormer.errors import BadInput
-from restormer.presets import PRESETS, ModelSpec
+from restormer_deploy.restormer.errors import BadInput
+from restormer_deploy.restormer.presets import PRESETS, ModelSpec
 
 # --------------------------------------------------------------------------- ONNX
 

@@ -11,12 +11,12 @@ Both functions compute in float32 whatever the input dtype (FP16 inputs are cast
 is cast back to the dtype of ``q`` / ``x``), so FP16 models keep the normalisation, softmax and the
 spectral solve in FP32.
 
-Converse2D is evaluated as in ``restormer.ops.converse2d``:
+Converse2D is evaluated as in ``restormer_deploy.restormer.ops.converse2d``:
 ``F(X) = tile_s(F(y)) ⊙ G`` with
 ``G = F(box) + conj(FK) ⊙ tile_s((1 − mean_s(FK ⊙ F(box))) / (mean_s|FK|² + λ))``,
 with full complex DFTs (``DFT``, complex values in a trailing dimension of size 2) for the image
 and in-graph cos/sin DFT matrices, built from the dynamic sizes, for the kernel and box spectra
-(phases reduced modulo n in int64 and evaluated in float64, as in ``restormer.ops``).
+(phases reduced modulo n in int64 and evaluated in float64, as in ``restormer_deploy.restormer.ops``).
 ``padding_mode`` selects the ``Pad`` mode through an ``If`` chain on string ``Equal``; an unknown
 mode falls through to ``constant`` (export validates it).
 """
@@ -31,7 +31,7 @@ from onnx import TensorProto, helper
 from onnxscript import opset20 as op
 from onnxscript.values import Opset
 
-from export.contract import DOMAIN, OPSET_VERSION
+from restormer_deploy.export.contract import DOMAIN, OPSET_VERSION
 
 ONNX_OPSET = 20  # DFT with dft_length and axis as inputs
 
@@ -43,7 +43,7 @@ _TWO_PI = helper.make_tensor("two_pi", _DOUBLE, [], [2 * math.pi])
 
 @onnxscript.script(opset=_restormer, default_opset=op)
 def TransposedAttention(q, k, v, temperature, heads: int):
-    """Channel attention (MDTA core); see ``restormer.ops.transposed_attention``."""
+    """Channel attention (MDTA core); see ``restormer_deploy.restormer.ops.transposed_attention``."""
     shape = op.Shape(q)
     hw = op.ReduceProd(op.Slice(shape, [2], [4]), keepdims=1)
     nh = op.Unsqueeze(op.Constant(value_int=heads), [0])
@@ -76,7 +76,7 @@ def Converse2D(
     plugin_version: str = "1",
     constant_kernel: int = 0,
 ):
-    """Reverse convolution solved in closed form; see ``restormer.ops.converse2d``.
+    """Reverse convolution solved in closed form; see ``restormer_deploy.restormer.ops.converse2d``.
 
     ``plugin_namespace`` / ``plugin_version`` / ``constant_kernel`` are for TensorRT only and are
     ignored here (``constant_kernel=1``: the kernel is an initializer, so the plugin computes its

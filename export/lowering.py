@@ -8,7 +8,7 @@ node for it and no ``DFT`` are left, so any runtime that multiplies matrices run
 padding, padding_mode) are known when the graph is rewritten, so each node gets its own ``Pad``
 mode and its constants.
 
-Math (``restormer.ops.converse2d``, ``docs/OPERATORS.md``): y is x padded to (Hp, Wp), the grid
+Math (``restormer_deploy.restormer.ops.converse2d``, ``docs/OPERATORS.md``): y is x padded to (Hp, Wp), the grid
 is (Hs, Ws) = s·(Hp, Wp), and F(X) = tile_s(F(y)) ⊙ G with
 G = F(box) + conj(FK) ⊙ tile_s(t), t = (1 − mean_s(FK ⊙ F(box))) / (mean_s|FK|² + λ).
 Because tile_s(F(y)) is periodic (it is F of the zero-inserted y), the whole solve runs at the
@@ -36,7 +36,7 @@ The DFTs as MatMuls, with real and imaginary parts as separate float tensors:
   e^{+2πi (p+m) u / Hp} in block form, then B (W, Wh) carrying the one-sided weights (1 at v = 0
   and at the Nyquist column, 2 elsewhere) and 1/(Hp·Wp): X = Re(AZ)·Bcᵀ − Im(AZ)·Bsᵀ.
 * phases 2π·((u·a) mod n)/n are reduced modulo n in int64 (to [−n/2, n/2)) before the float
-  conversion, as ``restormer.ops`` does.
+  conversion, as ``restormer_deploy.restormer.ops`` does.
 
 Everything computes in float32, phases included (no float64, which TensorRT lacks); inputs are
 cast to float and the output is cast back with ``CastLike``. Sizes and indices are int64.
@@ -50,7 +50,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-from export.contract import DOMAIN
+from restormer_deploy.export.contract import DOMAIN
 
 OP_TYPE = "Converse2D"
 MIN_OPSET = 19  # Pad mode "wrap" (circular)
@@ -472,7 +472,7 @@ def matmul_lowering_flops(c: int, h: int, w: int, k: int, scale: int, padding: i
 
 
 def fft_flops(c: int, h: int, w: int, k: int, scale: int, padding: int, batch: int = 1, onesided: bool = True) -> dict:
-    """FLOPs of the same call with FFTs as ``restormer.ops.converse2d`` runs it (and the TensorRT
+    """FLOPs of the same call with FFTs as ``restormer_deploy.restormer.ops.converse2d`` runs it (and the TensorRT
     plugin): an n-point complex FFT ≈ 5·n·log2(n) flops, a real one (rfft / irfft) half that.
     With (Hs, Ws) = s·(Hp, Wp) and Wk = ⌊Ws/2⌋ + 1 at s = 1, Ws otherwise:
 

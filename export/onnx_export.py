@@ -1,6 +1,6 @@
 """PyTorch reference -> ONNX with custom ``restormer`` nodes, verified before it is written.
 
-One direction: load the model, build the graph in stages (``export.stages``: trace and the FP32
+One direction: load the model, build the graph in stages (``restormer_deploy.export.stages``: trace and the FP32
 graph, a quantizer's Q/DQ graph for INT8, the precision and lowering passes, the metadata), check it
 (onnx.checker, an ONNX Runtime session, parity with PyTorch on a sample image) and only then move it
 into place.
@@ -19,15 +19,15 @@ import numpy as np
 import onnx
 import torch
 
-from export.contract import PARITY_FLOORS
-from export.functions import ONNX_OPSET
-from export.ort_session import cpu_session
-from export.stages import LOWERINGS, PRECISIONS, TARGETS, ExportOptions, Quantizer, finish, prepare, trace
-from restormer.errors import BadInput, CheckFailed
-from restormer.fileio import atomic_write, sha256_file
-from restormer.imageio import read_image
-from restormer.metrics import psnr_peak1
-from restormer.presets import ASSETS, ModelSpec, load_model, official_weights
+from restormer_deploy.export.contract import PARITY_FLOORS
+from restormer_deploy.export.functions import ONNX_OPSET
+from restormer_deploy.export.ort_session import cpu_session
+from restormer_deploy.export.stages import LOWERINGS, PRECISIONS, TARGETS, ExportOptions, Quantizer, finish, prepare, trace
+from restormer_deploy.restormer.errors import BadInput, CheckFailed
+from restormer_deploy.restormer.fileio import atomic_write, sha256_file
+from restormer_deploy.restormer.imageio import read_image
+from restormer_deploy.restormer.metrics import psnr_peak1
+from restormer_deploy.restormer.presets import ASSETS, ModelSpec, load_model, official_weights
 
 DFT_TENSORRT = (11, 2)  # the first TensorRT whose ONNX parser imports DFT (release notes 11.2)
 
@@ -136,7 +136,7 @@ def _check_request(out: Path, options: ExportOptions, quantizer: Quantizer | Non
     if options.precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {PRECISIONS}, got {options.precision!r}")
     if options.precision == "int8" and quantizer is None:
-        raise BadInput("precision int8 needs a quantizer (e.g. calibration.int8.Int8Quantizer)")
+        raise BadInput("precision int8 needs a quantizer (e.g. restormer_deploy.calibration.int8.Int8Quantizer)")
     if options.precision != "int8" and quantizer is not None:
         raise BadInput(f"a quantizer is only used with precision int8, not {options.precision}")
     if quantizer is not None:
@@ -163,7 +163,7 @@ def export(model: str, out: str | os.PathLike, *, weights: str | os.PathLike | N
            options: ExportOptions = ExportOptions(), quantizer: Quantizer | None = None) -> ExportResult:
     """Export MODEL to ``out``; the file appears only after the self-check passed.
 
-    ``quantizer`` (``precision="int8"`` only, e.g. ``calibration.int8.Int8Quantizer``) turns the
+    ``quantizer`` (``precision="int8"`` only, e.g. ``restormer_deploy.calibration.int8.Int8Quantizer``) turns the
     FP32 graph into the Q/DQ graph; its ``on_accept`` runs once the verified file is written."""
     t0 = time.perf_counter()
     out = Path(out)

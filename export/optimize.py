@@ -26,7 +26,7 @@ For TensorRT (``target="trt"``) only WithBias LayerNorms are fused, into single-
 the channel chunks serve no purpose there.
 
 Every node a rewrite creates carries the ``pkg.torch.onnx.class_hierarchy`` metadata of the nodes
-it replaces, which ``export.fp16`` uses to keep LayerNorm in FP32.
+it replaces, which ``restormer_deploy.export.fp16`` uses to keep LayerNorm in FP32.
 """
 
 from __future__ import annotations
@@ -441,7 +441,7 @@ def optimize_for_inference(model: onnx.ModelProto, layer_norm: bool = True, spli
 
     ``target="trt"``: only what the TensorRT parser imports and profits from: WithBias LayerNorms
     become single-output ``LayerNormalization`` (INormalizationLayer); BiasFree LayerNorms stay as
-    their traced primitive ops (``export.fp16`` keeps them in an FP32 island); no channel chunks
+    their traced primitive ops (``restormer_deploy.export.fp16`` keeps them in an FP32 island); no channel chunks
     (they serve ONNX Runtime's NCHWc layout only).
     """
     if target not in TARGETS:

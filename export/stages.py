@@ -1,16 +1,16 @@
-"""The stages of an export, each on an in-memory ONNX graph (``export.onnx_export`` runs them and
+"""The stages of an export, each on an in-memory ONNX graph (``restormer_deploy.export.onnx_export`` runs them and
 writes the verified file):
 
 1. ``trace`` + ``prepare``: the FP32 graph (dynamo trace, trace metadata stripped, rewritten for the
-   target runtime by ``export.optimize``, the custom nodes' reference functions attached). It runs
+   target runtime by ``restormer_deploy.export.optimize``, the custom nodes' reference functions attached). It runs
    in ONNX Runtime as is, which is what a ``Quantizer`` needs to calibrate it.
 2. ``apply_passes``: the precision and lowering passes (FP16, constant-kernel marks, Converse2D
    lowering, the class hierarchy dropped, inlining), on the FP32 graph or on a quantizer's Q/DQ graph
    alike, so that a new pass is added once.
-3. ``set_metadata``: the contract's metadata keys (``export.contract.METADATA_KEYS``) plus a
+3. ``set_metadata``: the contract's metadata keys (``restormer_deploy.export.contract.METADATA_KEYS``) plus a
    quantizer's own.
 
-INT8 is a ``Quantizer`` (``calibration.int8.Int8Quantizer``): it takes the FP32 graph and returns the
+INT8 is a ``Quantizer`` (``restormer_deploy.calibration.int8.Int8Quantizer``): it takes the FP32 graph and returns the
 Q/DQ graph; the exporter never calls calibration, calibration never calls the exporter.
 """
 
@@ -24,12 +24,12 @@ import onnx
 import onnx.inliner
 import torch
 
-from export.fp16 import convert_to_fp16
-from export.functions import ONNX_OPSET, attach_functions, mark_constant_kernels
-from export.lowering import lower_converse2d
-from export.optimize import optimize_for_inference
-from restormer import __version__ as tool_version
-from restormer.presets import ModelSpec
+from restormer_deploy.export.fp16 import convert_to_fp16
+from restormer_deploy.export.functions import ONNX_OPSET, attach_functions, mark_constant_kernels
+from restormer_deploy.export.lowering import lower_converse2d
+from restormer_deploy.export.optimize import optimize_for_inference
+from restormer_deploy.restormer import __version__ as tool_version
+from restormer_deploy.restormer.presets import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FLOAT_PRECISIONS = ("fp32", "fp16")  # what a graph's float parts (an INT8 file's fallback included) run in
@@ -43,7 +43,7 @@ _CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 @dataclass(frozen=True, kw_only=True)
 class ExportOptions:
     """What to export. ``target``: the runtime the file is for, ``ort`` (every rewrite that makes ONNX
-    Runtime faster) or ``trt`` (only forms the TensorRT parser imports; ``export.optimize``);
+    Runtime faster) or ``trt`` (only forms the TensorRT parser imports; ``restormer_deploy.export.optimize``);
     ``tensorrt``: the TensorRT version a ``trt`` file is for (``converse_lowering="auto"``)."""
 
     precision: str = "fp32"
@@ -157,7 +157,7 @@ def apply_passes(model: onnx.ModelProto, *, precision: str, converse_lowering: s
 
 def set_metadata(model: onnx.ModelProto, spec: ModelSpec, precision: str, source_sha256: str, *,
                  extra: dict[str, str] | None = None) -> None:
-    """The contract's keys (``export.contract.METADATA_KEYS``, in that order), then ``extra``."""
+    """The contract's keys (``restormer_deploy.export.contract.METADATA_KEYS``, in that order), then ``extra``."""
     props = {
         "architecture": spec.architecture,
         "preset": spec.name,

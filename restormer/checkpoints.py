@@ -15,8 +15,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from restormer.errors import BadInput
-from restormer.fileio import atomic_write
+from restormer_deploy.restormer.errors import BadInput
+from restormer_deploy.restormer.fileio import atomic_write
 
 
 class WeightsError(BadInput):

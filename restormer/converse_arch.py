@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from restormer.ops import PADDING_MODES, check_scale, converse2d
+from restormer_deploy.restormer.ops import PADDING_MODES, check_scale, converse2d
 
 
 class LayerNorm2d(nn.Module):

@@ -135,7 +135,7 @@ def load_kernel(path, index: int | None = None) -> np.ndarray:
     elif ext == ".mat":
         kernels = _mat_kernels_hdf5(path) if h5py.is_hdf5(path) else _mat_kernels_v5(path)
     elif ext == ".png":
-        from restormer.imageio import read_image
+        from restormer_deploy.restormer.imageio import read_image
         kernels = [read_image(path, channels=1)[..., 0]]
     else:
         raise ValueError(f"{path}: unsupported kernel file type {ext!r} (use .npy, .mat or .png)")

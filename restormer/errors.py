@@ -1,7 +1,7 @@
 """The toolkit's one error hierarchy.
 
 Every error raised on purpose derives from ``RestoreError`` and carries one line for the user; the
-commands map the three kinds to exit codes in one place (``cli.common.exit_code``):
+commands map the three kinds to exit codes in one place (``restormer_deploy.cli.common.exit_code``):
 
 * ``BadInput`` (2): an input file, option, configuration or model that cannot be used;
 * ``CheckFailed`` (1): the work ran but a quality or parity threshold was not met;

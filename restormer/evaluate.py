@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from restormer.degrade import BicubicSR, BlurNoise, Degradation, center_crop
-from restormer.errors import one_line
-from restormer.imageio import from_float, read_image
-from restormer.inference import restore
-from restormer.metrics import task_scores
-from restormer.presets import ModelSpec
+from restormer_deploy.restormer.degrade import BicubicSR, BlurNoise, Degradation, center_crop
+from restormer_deploy.restormer.errors import one_line
+from restormer_deploy.restormer.imageio import from_float, read_image
+from restormer_deploy.restormer.inference import restore
+from restormer_deploy.restormer.metrics import task_scores
+from restormer_deploy.restormer.presets import ModelSpec
 
 
 @dataclass
@@ -61,7 +61,7 @@ def evaluate_image(model: nn.Module, spec: ModelSpec, degradation: Degradation, 
     kernel = torch.from_numpy(sample.kernel)[None, None] if spec.needs_kernel else None
     t0 = time.perf_counter()
     if tile:
-        from restormer.tiling import restore_array  # the runtime's tiling, so eval scores what restore-run does
+        from restormer_deploy.restormer.tiling import restore_array  # the runtime's tiling, so eval scores what restore-run does
 
         y = torch.from_numpy(restore_array(lambda t: restore(model, spec, torch.from_numpy(t), kernel).numpy(),
                                            spec, x.numpy(), tile=tile, overlap=overlap))[None]

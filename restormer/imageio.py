@@ -24,8 +24,8 @@ import tifffile
 import torch
 from PIL import Image, ImageOps
 
-from restormer.errors import BadInput
-from restormer.fileio import atomic_write
+from restormer_deploy.restormer.errors import BadInput
+from restormer_deploy.restormer.fileio import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _TIFF_EXTENSIONS = (".tif", ".tiff")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from restormer.presets import ModelSpec
-from restormer.restormer_arch import crop_to, pad_to_multiple
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.restormer_arch import crop_to, pad_to_multiple
 
 
 def restore(model: nn.Module, spec: ModelSpec, x: Tensor, kernel: Tensor | None = None) -> Tensor:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from torch import nn
 
-from restormer.checkpoints import WeightsError, load_weights, read_checkpoint_config, read_state_dict
-from restormer.converse_arch import ConverseDnCNN, ConverseNet, ConverseSRResNet, ConverseUSRNet
-from restormer.restormer_arch import Restormer
+from restormer_deploy.restormer.checkpoints import WeightsError, load_weights, read_checkpoint_config, read_state_dict
+from restormer_deploy.restormer.converse_arch import ConverseDnCNN, ConverseNet, ConverseSRResNet, ConverseUSRNet
+from restormer_deploy.restormer.restormer_arch import Restormer
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "restormer": Restormer,

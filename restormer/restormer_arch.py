@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from restormer.ops import transposed_attention
+from restormer_deploy.restormer.ops import transposed_attention
 
 LAYER_NORM_TYPES = ("WithBias", "BiasFree")
 _EPS = 1e-5

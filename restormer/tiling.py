@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from restormer.presets import ModelSpec
+from restormer_deploy.restormer.presets import ModelSpec
 
 EDGE_WEIGHT = 1e-4
 DEFAULT_MIN_SIZE = 16

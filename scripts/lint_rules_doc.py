@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engines.tensorrt import allowlist  # noqa: E402
+from restormer_deploy.engines.tensorrt import allowlist  # noqa: E402
 
 DOC = ROOT / "docs" / "TENSORRT_LINT.md"
 

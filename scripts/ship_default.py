@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from restormer.checkpoints import read_checkpoint_config, save_checkpoint
-from restormer.presets import ASSETS, load_model
+from restormer_deploy.restormer.checkpoints import read_checkpoint_config, save_checkpoint
+from restormer_deploy.restormer.presets import ASSETS, load_model
 
 BUDGET_BYTES = 4 * 1024 * 1024
 

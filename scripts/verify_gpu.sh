@@ -60,15 +60,15 @@ if ! TRT_VERSION=$("$PYTHON" -c "import tensorrt; print(tensorrt.__version__)" 2
 fi
 echo "TensorRT $TRT_VERSION" >&2
 # The lint knows releases up to allowlist.NEWEST; a newer TensorRT is linted as that one (with a note).
-if ! CHECK_TRT=$("$PYTHON" -m cli.lint_trt --version-for "$TRT_VERSION" 2>"$OUT/lint_version.log"); then
+if ! CHECK_TRT=$("$PYTHON" -m restormer_deploy.cli.lint_trt --version-for "$TRT_VERSION" 2>"$OUT/lint_version.log"); then
   echo "error: $(cat "$OUT/lint_version.log")" >&2
   exit 2
 fi
 [[ "$CHECK_TRT" == "$TRT_VERSION" ]] || echo "note: TensorRT $TRT_VERSION is newer than the lint knows: linting for $CHECK_TRT" >&2
-DFT_OK=$("$PYTHON" -c "from export.contract import parse_version as p; print(int(p('$TRT_VERSION')[:2] >= (11, 2)))")
+DFT_OK=$("$PYTHON" -c "from restormer_deploy.export.contract import parse_version as p; print(int(p('$TRT_VERSION')[:2] >= (11, 2)))")
 JETSON=""
 if [[ -f /etc/nv_tegra_release ]] || uname -m | grep -q aarch64; then
-  CC=$("$PYTHON" -c "from engines.tensorrt.builder import gpu_info; print(gpu_info()[1])" 2>/dev/null || echo "")
+  CC=$("$PYTHON" -c "from restormer_deploy.engines.tensorrt.builder import gpu_info; print(gpu_info()[1])" 2>/dev/null || echo "")
   case "$CC" in 8.7) JETSON=orin ;; 11.0|10.1) JETSON=thor ;; esac
 fi
 
@@ -106,7 +106,7 @@ fi
 
 export_onnx() {  # model precision lowering out [extra args...]
   local model=$1 precision=$2 lowering=$3 onnx=$4; shift 4
-  "$PYTHON" -m cli.export "$model" --precision "$precision" --converse-lowering "$lowering" \
+  "$PYTHON" -m restormer_deploy.cli.export "$model" --precision "$precision" --converse-lowering "$lowering" \
       --out "$onnx" --check-trt "$CHECK_TRT" "$@" > "${onnx%.onnx}.export.log" 2>&1
 }
 
@@ -119,14 +119,14 @@ engine_and_verify() {  # name model precision lowering onnx [weights]
     channels=$("$PYTHON" -c "import onnx,sys; m=onnx.load(sys.argv[1], load_external_data=False); print({p.key: p.value for p in m.metadata_props}['in_channels'])" "$onnx")
     profile=(--min-shape "1x${channels}x${TILE}x${TILE}" --opt-shape "1x${channels}x${TILE}x${TILE}" --max-shape "1x${channels}x${TILE}x${TILE}" --dla-core "$DLA")
   fi
-  if ! "$PYTHON" -m cli.export "$onnx" --format trt --out "$engine" "${profile[@]}" \
+  if ! "$PYTHON" -m restormer_deploy.cli.export "$onnx" --format trt --out "$engine" "${profile[@]}" \
         --timing-cache "$OUT/timing.cache" "${plugin_args[@]}" \
         > "${engine%.engine}.build.log" 2>&1; then
     echo "engine build failed: $(tail -n 3 "${engine%.engine}.build.log")" >&2
     row "$name" "$precision" "$lowering" "build failed"; status=1; return
   fi
   local vjson="${engine%.engine}.verify.json"
-  "$PYTHON" -m cli.verify_trt "$engine" --reference "$model" ${weights:+--weights "$weights"} \
+  "$PYTHON" -m restormer_deploy.cli.verify_trt "$engine" --reference "$model" ${weights:+--weights "$weights"} \
       "${plugin_args[@]}" --iterations "$ITERATIONS" --json "$vjson" > "${engine%.engine}.verify.log" 2>&1
   local rc=$?
   case $rc in

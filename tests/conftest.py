@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from restormer.presets import shared_dir
+from restormer_deploy.restormer.presets import shared_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = shared_dir()
@@ -84,7 +84,7 @@ def need_shared():
 
 
 def _small_spec(preset: str):
-    from restormer.presets import PRESETS, ModelSpec
+    from restormer_deploy.restormer.presets import PRESETS, ModelSpec
 
     base = PRESETS[preset]
     return ModelSpec(**{**base.to_json(), "name": f"{preset}-small", "weights": None,
@@ -92,10 +92,10 @@ def _small_spec(preset: str):
 
 
 def _small_checkpoint(root: Path, preset: str):
-    from restormer.checkpoints import save_checkpoint
-    from restormer.converse_arch import Converse2D
-    from restormer.presets import build
-    from restormer.restormer_arch import Attention
+    from restormer_deploy.restormer.checkpoints import save_checkpoint
+    from restormer_deploy.restormer.converse_arch import Converse2D
+    from restormer_deploy.restormer.presets import build
+    from restormer_deploy.restormer.restormer_arch import Attention
 
     spec = _small_spec(preset)
     torch.manual_seed(0)
@@ -133,8 +133,8 @@ def art(tmp_path_factory):
     """A small random Converse-DnCNN whose outputs sit inside [0, 1] (so that clamping does not hide
     differences), its checkpoint, an FP32 ONNX export and an FP16-IO export, and a second, different
     checkpoint of the same architecture (for failing parity). Built once per test process."""
-    from export.onnx_export import ExportOptions, export
-    from restormer.checkpoints import save_checkpoint
+    from restormer_deploy.export.onnx_export import ExportOptions, export
+    from restormer_deploy.restormer.checkpoints import save_checkpoint
 
     root = tmp_path_factory.mktemp("rt_small")
     _, net, spec = _small_checkpoint(root, "converse-dncnn")
@@ -157,8 +157,8 @@ def art(tmp_path_factory):
 def int8_file():
     """``int8_file(net, spec, opts, *, target="ort") -> (model, report)``: the INT8 file as the exporter
     builds it (not verified, not written) and the quantizer's report."""
-    from calibration.int8 import Int8Quantizer
-    from export.stages import ExportOptions, finish, prepare, trace
+    from restormer_deploy.calibration.int8 import Int8Quantizer
+    from restormer_deploy.export.stages import ExportOptions, finish, prepare, trace
 
     def build(net, spec, opts, *, target: str = "ort"):
         quantized = Int8Quantizer(opts, log=lambda *_: None)(prepare(trace(net, spec), target=target), spec, net)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from restormer.degrade import parse_degradation
-from restormer.evaluate import evaluate_image
-from restormer.imageio import list_images, read_image
-from restormer.presets import ASSETS, PRESETS, load_model
+from restormer_deploy.restormer.degrade import parse_degradation
+from restormer_deploy.restormer.evaluate import evaluate_image
+from restormer_deploy.restormer.imageio import list_images, read_image
+from restormer_deploy.restormer.presets import ASSETS, PRESETS, load_model
 
 WEIGHTS = ASSETS / "default.safetensors"
 
@@ -42,7 +42,7 @@ def test_default_denoises_the_samples():
 
 @pytest.mark.slow
 def test_demo_exports_restores_and_checks_parity(tmp_path):
-    from cli.demo import app
+    from restormer_deploy.cli.demo import app
 
     result = CliRunner().invoke(app, ["--out", str(tmp_path), "--threads", "2"])
     assert result.exit_code == 0, result.output

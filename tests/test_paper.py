@@ -8,10 +8,10 @@ evaluation protocol of restormer/ against a published number, not one module.
 import numpy as np
 import pytest
 
-from restormer.degrade import parse_degradation
-from restormer.evaluate import evaluate
-from restormer.imageio import list_images
-from restormer.presets import load_model
+from restormer_deploy.restormer.degrade import parse_degradation
+from restormer_deploy.restormer.evaluate import evaluate
+from restormer_deploy.restormer.imageio import list_images
+from restormer_deploy.restormer.presets import load_model
 
 # Official code and checkpoints, first 4 CBSD68 images sorted by name, central 192x192 crops,
 # PSNR on RGB uint8 with 1 pixel shaved (PAPERS.md), kernels 1-5.

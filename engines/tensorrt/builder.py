@@ -1,6 +1,6 @@
 """Build a TensorRT engine from one of our ONNX files (FP32, FP16 or INT8 Q/DQ), plus its JSON sidecar.
 
-Thin TensorRT-facing layer over ``engines.tensorrt.core`` (all pure logic lives there). ``tensorrt``
+Thin TensorRT-facing layer over ``restormer_deploy.engines.tensorrt.core`` (all pure logic lives there). ``tensorrt``
 is imported lazily, inside the functions, so that importing this module never needs it.
 
 - strongly typed network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; ignored, always on, in
@@ -27,11 +27,11 @@ from typing import Callable
 
 import onnx
 
-from engines.tensorrt import core
-from engines.tensorrt.core import TrtError
-from export.contract import parse_version, read_sidecar
-from restormer.errors import CheckFailed
-from restormer.fileio import atomic_write, atomic_write_bytes, sha256_file
+from restormer_deploy.engines.tensorrt import core
+from restormer_deploy.engines.tensorrt.core import TrtError
+from restormer_deploy.export.contract import parse_version, read_sidecar
+from restormer_deploy.restormer.errors import CheckFailed
+from restormer_deploy.restormer.fileio import atomic_write, atomic_write_bytes, sha256_file
 
 
 def import_tensorrt():
@@ -161,7 +161,7 @@ def build_engine(
 
     trt = import_tensorrt()
     version = trt.__version__
-    from engines.tensorrt.lint import lint
+    from restormer_deploy.engines.tensorrt.lint import lint
 
     lint_warnings = [str(i) for i in lint(model, version)]
     for w in lint_warnings:

@@ -1,12 +1,12 @@
 """Pure logic of the TensorRT engine path, testable without TensorRT.
 
-- the parser's plugin-versus-function behaviour per TensorRT version (versions: ``export.contract``);
+- the parser's plugin-versus-function behaviour per TensorRT version (versions: ``restormer_deploy.export.contract``);
 - ONNX preprocessing for the parser (``prepare_onnx``);
 - optimisation profiles from ``--min/opt/max-shape`` or ``--tile`` and their validation;
 - the engine's JSON sidecar (``build_sidecar``) and the runtime check before deserialising
   (``check_runtime``).
 
-Nothing here imports ``tensorrt``; ``engines.tensorrt.builder`` is the thin TensorRT-facing part.
+Nothing here imports ``tensorrt``; ``restormer_deploy.engines.tensorrt.builder`` is the thin TensorRT-facing part.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import onnx
 import onnx.inliner
 
-from export.contract import DOMAIN, METADATA_KEYS, PLUGIN_OPS, parse_version, same_engine_version
-from restormer.errors import BadInput
-from restormer.fileio import atomic_write_text, sha256_file
+from restormer_deploy.export.contract import DOMAIN, METADATA_KEYS, PLUGIN_OPS, parse_version, same_engine_version
+from restormer_deploy.restormer.errors import BadInput
+from restormer_deploy.restormer.fileio import atomic_write_text, sha256_file
 
 # From this version the ONNX parser imports a node that has a local function as the registered plugin
 # of that name, when there is one: 10.7-10.14 look in the plugin registry first (CHANGELOG 10.7; onnx-
@@ -262,7 +262,7 @@ def build_sidecar(meta: dict, tensorrt_version: str, gpu: str, compute_capabilit
 
 
 def write_sidecar(engine: Path, data: dict) -> Path:
-    """``<engine>.json`` beside the engine (export.contract.read_sidecar reads it back)."""
+    """``<engine>.json`` beside the engine (restormer_deploy.export.contract.read_sidecar reads it back)."""
     engine = Path(engine)
     return atomic_write_text(engine.with_name(engine.name + ".json"), json.dumps(data, indent=2) + "\n")
 

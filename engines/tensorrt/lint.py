@@ -18,9 +18,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from engines.tensorrt import allowlist
-from engines.tensorrt.core import TrtError, plugin_backed, prepare_onnx
-from export.contract import DOMAIN, PLUGIN_OPS, parse_version
+from restormer_deploy.engines.tensorrt import allowlist
+from restormer_deploy.engines.tensorrt.core import TrtError, plugin_backed, prepare_onnx
+from restormer_deploy.export.contract import DOMAIN, PLUGIN_OPS, parse_version
 
 VERSIONS = ("10.3", "10.7", "10.13", "11.0", "11.2")  # the first release of each allow-list line
 _TYPE_TAGS = {
@@ -45,7 +45,7 @@ class LintIssue:
 
 def load_table() -> dict:
     """{"sources": ..., "rules": ..., "versions": {"10.3" | "10.13" | "11": {op: entry}}}."""
-    from engines.tensorrt import onnx_trt_ops
+    from restormer_deploy.engines.tensorrt import onnx_trt_ops
 
     return {"sources": onnx_trt_ops.SOURCES, "rules": onnx_trt_ops.RULES, "versions": onnx_trt_ops.VERSIONS}
 
@@ -54,7 +54,7 @@ def table_version(version) -> str:
     """The operator-table column for a TensorRT version: the newest release at or below it that
     changed the table (``onnx_trt_ops.CHANGES``; 10.3 is the base). Refuses versions before 10.3
     and after the newest release this lint knows."""
-    from engines.tensorrt import onnx_trt_ops
+    from restormer_deploy.engines.tensorrt import onnx_trt_ops
 
     v = parse_version(version)
     if v[:2] < (10, 3):
@@ -68,7 +68,7 @@ def table_version(version) -> str:
 
 
 def aborts_inference(model: onnx.ModelProto) -> bool:
-    from engines.tensorrt.core import _all_nodes
+    from restormer_deploy.engines.tensorrt.core import _all_nodes
 
     for node in _all_nodes(model.graph):
         if node.op_type == "Split":

@@ -1,9 +1,9 @@
-"""Parity and latency of a TensorRT engine against PyTorch (the command: ``python -m cli.verify_trt``).
+"""Parity and latency of a TensorRT engine against PyTorch (the command: ``python -m restormer_deploy.cli.verify_trt``).
 
 Runs the engine with polygraphy's TrtRunner on the bundled sample image (cropped to fit the
 engine's profile), compares it with the PyTorch model in FP32 (PSNR with peak 1 on outputs clamped
 to [0, 1], as restore-export's self-check), then times ``iterations`` runs (host-to-device and
-back included). The floor is ``export.contract.ENGINE_PARITY_FLOORS`` for the engine's precision.
+back included). The floor is ``restormer_deploy.export.contract.ENGINE_PARITY_FLOORS`` for the engine's precision.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.tensorrt.core import TrtError, check_shape_in_profile
-from export.contract import ENGINE_PARITY_FLOORS
+from restormer_deploy.engines.tensorrt.core import TrtError, check_shape_in_profile
+from restormer_deploy.export.contract import ENGINE_PARITY_FLOORS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,10 +52,10 @@ def verify_engine(engine_path, reference: str, weights=None, *, plugin_libs=(), 
     from polygraphy.backend.trt import TrtRunner
     import torch
 
-    from engines.tensorrt.builder import import_tensorrt, load_engine
-    from export.onnx_export import sample_inputs
-    from restormer.metrics import psnr_peak1
-    from restormer.presets import load_model
+    from restormer_deploy.engines.tensorrt.builder import import_tensorrt, load_engine
+    from restormer_deploy.export.onnx_export import sample_inputs
+    from restormer_deploy.restormer.metrics import psnr_peak1
+    from restormer_deploy.restormer.presets import load_model
 
     trt = import_tensorrt()
     engine, sidecar = load_engine(engine_path, plugin_libs, log)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.triton import processing
-from restormer.errors import BadInput
+from restormer_deploy.engines.triton import processing
+from restormer_deploy.restormer.errors import BadInput
 
 PROTOCOLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import onnx
 
-from engines.triton import processing
-from engines.triton.pbtxt import Enum
-from export.contract import METADATA_KEYS
-from restormer.errors import BadInput
+from restormer_deploy.engines.triton import processing
+from restormer_deploy.engines.triton.pbtxt import Enum
+from restormer_deploy.export.contract import METADATA_KEYS
+from restormer_deploy.restormer.errors import BadInput
 
 # backend -> (platform, backend, model file)
 NETWORK_BACKENDS = {

@@ -7,7 +7,7 @@ numpy only: this file is copied verbatim next to the generated ``model.py`` in t
 - a grey image fed to a colour model is replicated to RGB (and its output reduced to grey again), a
   colour image fed to a grey model is reduced with BT.601 luma (rounded);
 - height and width reflected bottom/right up to ``max(size, min_size)`` rounded up to
-  ``pad_multiple`` (``restormer.tiling``), the output cropped back to ``scale`` times the input.
+  ``pad_multiple`` (``restormer_deploy.restormer.tiling``), the output cropped back to ``scale`` times the input.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 LUMA_601 = np.array([0.299, 0.587, 0.114])
-MIN_SIZE = 16  # restormer.tiling.DEFAULT_MIN_SIZE
+MIN_SIZE = 16  # restormer_deploy.restormer.tiling.DEFAULT_MIN_SIZE
 
 
 def _peak(dtype) -> float:

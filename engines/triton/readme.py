@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.triton.releases import SOURCE, TRITON_RELEASES, releases_for
+from restormer_deploy.engines.triton.releases import SOURCE, TRITON_RELEASES, releases_for
 
 PLUGIN_LIB = "libconverse2d_plugin.so"
 

@@ -5,15 +5,15 @@ notes ("Container Version / Triton / TensorRT" tables), not read from them on th
 rows were cross-checked on 2026-11-22 against Triton's compatibility page (the trtllm-python-py3
 containers of the same release: 24.08 -> TensorRT 10.3.0, 24.12 -> 10.7.0, 25.01 -> 10.8.0.43);
 the others are unchecked: read the release notes before relying on a row. Releases before 24.08 ship TensorRT older than 10.3,
-which this project does not build for (engines.tensorrt.core.MIN_VERSION).
+which this project does not build for (restormer_deploy.engines.tensorrt.core.MIN_VERSION).
 """
 
 from __future__ import annotations
 
 import re
 
-from engines.tensorrt.core import TrtError
-from export.contract import parse_version, same_engine_version
+from restormer_deploy.engines.tensorrt.core import TrtError
+from restormer_deploy.export.contract import parse_version, same_engine_version
 
 SOURCE = "NVIDIA Frameworks Support Matrix / Triton release notes (from knowledge; 24.08, 24.12, 25.01 cross-checked)"
 

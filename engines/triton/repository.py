@@ -21,16 +21,16 @@ from typing import Callable
 
 import onnx
 
-from engines.tensorrt import builder, core
-from engines.tensorrt.core import TrtError
-from engines.triton import config as tc
-from engines.triton.config import RepositoryError
-from engines.triton.pbtxt import dumps
-from engines.triton.readme import model_readme
-from engines.triton.releases import check_plan_release, check_release, releases_for
-from export.contract import SPEC_KEYS, parse_version, read_sidecar, sidecar_path
-from restormer.errors import one_line
-from restormer.fileio import fix_tree_modes, sha256_file, staging_dir
+from restormer_deploy.engines.tensorrt import builder, core
+from restormer_deploy.engines.tensorrt.core import TrtError
+from restormer_deploy.engines.triton import config as tc
+from restormer_deploy.engines.triton.config import RepositoryError
+from restormer_deploy.engines.triton.pbtxt import dumps
+from restormer_deploy.engines.triton.readme import model_readme
+from restormer_deploy.engines.triton.releases import check_plan_release, check_release, releases_for
+from restormer_deploy.export.contract import SPEC_KEYS, parse_version, read_sidecar, sidecar_path
+from restormer_deploy.restormer.errors import one_line
+from restormer_deploy.restormer.fileio import fix_tree_modes, sha256_file, staging_dir
 
 DEFAULT_MAX_BATCH = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -122,7 +122,7 @@ def check_target(target: Path, overwrite: bool) -> None:
 def check_source(model: str, target: Path, options: RepositoryOptions) -> RepositorySource:
     """Everything that can be refused before an export or a build: the target folder, the model's kind,
     an engine's sidecar and release, a usable TensorRT for a plan still to build."""
-    from engines.backends import artifact_kind
+    from restormer_deploy.engines.backends import artifact_kind
 
     target = Path(target)
     check_target(target, options.overwrite)

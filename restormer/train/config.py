@@ -2,7 +2,7 @@
 
 A config file has the top-level keys of :class:`Config` and the sections ``data``, ``train``,
 ``val`` and ``checkpoint``. ``${shared}`` in any string is replaced by the shared data folder
-(``restormer.presets.shared_dir()``). Relative paths are relative to the working directory.
+(``restormer_deploy.restormer.presets.shared_dir()``). Relative paths are relative to the working directory.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from restormer.errors import BadInput
-from restormer.presets import shared_dir
+from restormer_deploy.restormer.errors import BadInput
+from restormer_deploy.restormer.presets import shared_dir
 
 
 class ConfigError(BadInput):
@@ -265,7 +265,7 @@ def _need(ok: bool, message: str) -> None:
 
 def check(cfg: Config) -> None:
     """Consistency checks that need neither the data nor the model."""
-    from restormer.presets import PRESETS
+    from restormer_deploy.restormer.presets import PRESETS
 
     _need(cfg.model in PRESETS, f"unknown model {cfg.model!r}; presets: {', '.join(PRESETS)}")
     _need(cfg.resume in ("no", "yes", "auto") or cfg.resume.endswith(".pt"),

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from restormer.degrade import blur_wrap, imresize, load_kernel
-from restormer.train.augment import MODES, augment, crop_origin, pad_to
-from restormer.train.config import DataConfig
-from restormer.train.schedule import Stages
-from restormer.train.sources import load
+from restormer_deploy.restormer.degrade import blur_wrap, imresize, load_kernel
+from restormer_deploy.restormer.train.augment import MODES, augment, crop_origin, pad_to
+from restormer_deploy.restormer.train.config import DataConfig
+from restormer_deploy.restormer.train.schedule import Stages
+from restormer_deploy.restormer.train.sources import load
 
 SAMPLE, PERMUTATION, BATCH = 0, 1, 2  # RNG stream tags
 

@@ -15,16 +15,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from restormer.presets import ModelSpec
-from restormer.train import distributed as ddp
-from restormer.train.augment import mixup
-from restormer.train.config import Config, ConfigError
-from restormer.train.data import IterationBatches, batch_rng
-from restormer.train.model import build_model, forward, make_loss
-from restormer.train.schedule import CosineRestarts
-from restormer.train.setup import Plan, check_patches, prepare
-from restormer.train.state import Log, load_state, restore, rng_state, save_state, save_weights, write_text
-from restormer.train.validate import validate
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.train import distributed as ddp
+from restormer_deploy.restormer.train.augment import mixup
+from restormer_deploy.restormer.train.config import Config, ConfigError
+from restormer_deploy.restormer.train.data import IterationBatches, batch_rng
+from restormer_deploy.restormer.train.model import build_model, forward, make_loss
+from restormer_deploy.restormer.train.schedule import CosineRestarts
+from restormer_deploy.restormer.train.setup import Plan, check_patches, prepare
+from restormer_deploy.restormer.train.state import Log, load_state, restore, rng_state, save_state, save_weights, write_text
+from restormer_deploy.restormer.train.validate import validate
 
 
 class Hooks:

@@ -8,9 +8,9 @@ import inspect
 import torch
 from torch import Tensor, nn
 
-from restormer.checkpoints import WeightsError, load_weights, read_state_dict
-from restormer.presets import ARCHITECTURES, PRESETS, ModelSpec, check_model_config
-from restormer.train.config import Config, ConfigError
+from restormer_deploy.restormer.checkpoints import WeightsError, load_weights, read_state_dict
+from restormer_deploy.restormer.presets import ARCHITECTURES, PRESETS, ModelSpec, check_model_config
+from restormer_deploy.restormer.train.config import Config, ConfigError
 
 # Constructor arguments that set the (input, output) channel counts of each architecture.
 _CHANNEL_ARGS = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from restormer.presets import ModelSpec
-from restormer.train.config import Config, ConfigError
-from restormer.train.data import Synthetic, TrainSet, load_kernels
-from restormer.train.model import model_spec
-from restormer.train.schedule import Stages
-from restormer.train.sources import load_all, pair_files, source_files
-from restormer.train.validate import ValSet, load_valset
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.train.config import Config, ConfigError
+from restormer_deploy.restormer.train.data import Synthetic, TrainSet, load_kernels
+from restormer_deploy.restormer.train.model import model_spec
+from restormer_deploy.restormer.train.schedule import Stages
+from restormer_deploy.restormer.train.sources import load_all, pair_files, source_files
+from restormer_deploy.restormer.train.validate import ValSet, load_valset
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from restormer.imageio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image
+from restormer_deploy.restormer.imageio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image
 
 # The colour photographs among skimage's bundled data (synthetic charts and near-duplicates left out).
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "ihc", "motorcycle_left", "retina", "rocket")

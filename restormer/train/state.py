@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restormer.checkpoints import _atomic_write, load_weights, save_checkpoint
-from restormer.presets import ModelSpec, type_names
-from restormer.train.config import ConfigError
+from restormer_deploy.restormer.checkpoints import _atomic_write, load_weights, save_checkpoint
+from restormer_deploy.restormer.presets import ModelSpec, type_names
+from restormer_deploy.restormer.train.config import ConfigError
 
 STATE_FORMAT = 1
 

@@ -1,4 +1,4 @@
-"""Validation during training: PSNR/SSIM with test-time padding (``restormer.inference.restore``)."""
+"""Validation during training: PSNR/SSIM with test-time padding (``restormer_deploy.restormer.inference.restore``)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from restormer.degrade import Degradation, center_crop, parse_degradation
-from restormer.evaluate import check_compatible, checked_scores, evaluate_image
-from restormer.imageio import from_float
-from restormer.inference import restore
-from restormer.metrics import task_scores
-from restormer.presets import ModelSpec
-from restormer.train.config import Config, ConfigError
-from restormer.train.data import to_float
-from restormer.train.sources import load_all, pair_files, source_files
+from restormer_deploy.restormer.degrade import Degradation, center_crop, parse_degradation
+from restormer_deploy.restormer.evaluate import check_compatible, checked_scores, evaluate_image
+from restormer_deploy.restormer.imageio import from_float
+from restormer_deploy.restormer.inference import restore
+from restormer_deploy.restormer.metrics import task_scores
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.train.config import Config, ConfigError
+from restormer_deploy.restormer.train.data import to_float
+from restormer_deploy.restormer.train.sources import load_all, pair_files, source_files
 
 
 @dataclass

@@ -10,11 +10,11 @@ import torch
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from calibration.data import CalibrationError, load_images, select_paths
-from calibration.ranges import load_cache, save_cache
-from cli.export import app
-from restormer.imageio import write_image
-from restormer.presets import PRESETS, build
+from restormer_deploy.calibration.data import CalibrationError, load_images, select_paths
+from restormer_deploy.calibration.ranges import load_cache, save_cache
+from restormer_deploy.cli.export import app
+from restormer_deploy.restormer.imageio import write_image
+from restormer_deploy.restormer.presets import PRESETS, build
 
 TINY = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1}
 
@@ -74,8 +74,8 @@ def test_range_cache_round_trip(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("fallback", ["fp16", "fp32"])
 def test_tiny_int8_structure_and_parity(tmp_path, fallback, int8_file):
-    from calibration.int8 import Int8Options
-    from export.ort_session import cpu_session
+    from restormer_deploy.calibration.int8 import Int8Options
+    from restormer_deploy.export.ort_session import cpu_session
 
     spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_fp32_file_lets_onnx_runtime_fuse_every_int8_conv(tmp_path, int8_file):
     on dequantized weights (that is slower than plain FP32)."""
     import onnxruntime as ort
 
-    from calibration.int8 import Int8Options
+    from restormer_deploy.calibration.int8 import Int8Options
 
     spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
     torch.manual_seed(0)
@@ -139,9 +139,9 @@ def test_fp32_file_lets_onnx_runtime_fuse_every_int8_conv(tmp_path, int8_file):
 
 @pytest.mark.slow
 def test_range_cache_is_written_only_after_the_self_check(tmp_path, monkeypatch):
-    import export.onnx_export as onnx_export
-    from calibration.int8 import Int8Options, Int8Quantizer
-    from export.contract import PARITY_FLOORS
+    import restormer_deploy.export.onnx_export as onnx_export
+    from restormer_deploy.calibration.int8 import Int8Options, Int8Quantizer
+    from restormer_deploy.export.contract import PARITY_FLOORS
 
     spec = dataclasses.replace(PRESETS["default"], name="tiny", config={**PRESETS["default"].config, **TINY}, weights=None)
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from restormer.imageio import write_image
+from restormer_deploy.restormer.imageio import write_image
 
 runner = CliRunner()
 
@@ -329,7 +329,7 @@ CASES = [
 def _app(command: str):
     import importlib
 
-    return importlib.import_module(f"cli.{command}").app
+    return importlib.import_module(f"restormer_deploy.cli.{command}").app
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

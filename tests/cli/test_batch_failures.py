@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from restormer.imageio import write_image
+from restormer_deploy.restormer.imageio import write_image
 
 runner = CliRunner()
 
@@ -40,7 +40,7 @@ def fixed_onnx(tmp_path_factory, art):
 
 
 def test_onnx_runtime_error_fails_one_image_not_the_batch(fixed_onnx, tmp_path, random_image):
-    from cli.run import app
+    from restormer_deploy.cli.run import app
 
     src = tmp_path / "in"
     src.mkdir()
@@ -58,7 +58,7 @@ def test_onnx_runtime_error_fails_one_image_not_the_batch(fixed_onnx, tmp_path, 
 
 
 def test_bench_keeps_the_other_artefacts(fixed_onnx, art, tmp_path):
-    from cli.bench import app
+    from restormer_deploy.cli.bench import app
 
     r = runner.invoke(app, [str(fixed_onnx), str(art["fp32"]), "--size", "40x40", "--iters", "1", "--warmup", "0",
                             "--json", str(tmp_path / "b.json")])
@@ -70,7 +70,7 @@ def test_bench_keeps_the_other_artefacts(fixed_onnx, art, tmp_path):
 
 def test_runner_start_failure_is_one_backend_error(tmp_path):
     """An unknown custom op: ONNX Runtime refuses the session; that is a BackendError, not a traceback."""
-    from engines.backends import BackendError, OnnxRuntimeRunner
+    from restormer_deploy.engines.backends import BackendError, OnnxRuntimeRunner
 
     node = helper.make_node("Mystery", ["input"], ["output"], domain="acme")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
@@ -87,7 +87,7 @@ def test_runner_start_failure_is_one_backend_error(tmp_path):
 
 
 def test_degraded_outputs_follow_the_skip_rule_and_never_collide(art, tmp_path, random_image):
-    from cli.run import app
+    from restormer_deploy.cli.run import app
 
     src = tmp_path / "in"
     src.mkdir()
@@ -111,7 +111,7 @@ def test_degraded_outputs_follow_the_skip_rule_and_never_collide(art, tmp_path, 
 
 
 def test_parity_skips_an_unreadable_image(art, tmp_path, random_image):
-    from cli.parity import app
+    from restormer_deploy.cli.parity import app
 
     src = tmp_path / "in"
     src.mkdir()
@@ -127,9 +127,9 @@ def test_parity_skips_an_unreadable_image(art, tmp_path, random_image):
 
 
 def test_export_and_demo_refuse_bad_outputs_with_one_line(tmp_path):
-    from cli.demo import app as demo
-    from cli.export import app as export
-    from export.onnx_export import newest_opset
+    from restormer_deploy.cli.demo import app as demo
+    from restormer_deploy.cli.export import app as export
+    from restormer_deploy.export.onnx_export import newest_opset
 
     folder = tmp_path / "a_folder.onnx"
     folder.mkdir()
@@ -144,7 +144,7 @@ def test_export_and_demo_refuse_bad_outputs_with_one_line(tmp_path):
 
 
 def test_eval_refuses_a_nan_floor(tmp_path, random_image):
-    from cli.eval import app
+    from restormer_deploy.cli.eval import app
 
     src = tmp_path / "in"
     src.mkdir()
@@ -154,7 +154,7 @@ def test_eval_refuses_a_nan_floor(tmp_path, random_image):
 
 
 def test_info_does_not_claim_a_runtime_restore_run_refuses(tmp_path):
-    from cli.info import app
+    from restormer_deploy.cli.info import app
 
     node = helper.make_node("Mystery", ["input"], ["output"], domain="acme")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
@@ -176,8 +176,8 @@ def test_info_does_not_claim_a_runtime_restore_run_refuses(tmp_path):
 def test_run_keeps_icc_profiles_and_takes_max_pixels(tmp_path, small_checkpoint, random_image):
     from PIL import Image, ImageCms
 
-    from cli.run import app
-    from restormer.imageio import read_icc_profile
+    from restormer_deploy.cli.run import app
+    from restormer_deploy.restormer.imageio import read_icc_profile
 
     colour_model = small_checkpoint(tmp_path, "restormer-denoise-color")[0]
     src = tmp_path / "in"
@@ -190,6 +190,6 @@ def test_run_keeps_icc_profiles_and_takes_max_pixels(tmp_path, small_checkpoint,
     assert r.exit_code == 2 and "b.png" in r.output and "pixel limit" in r.output, r.output
     assert (out / "a.png").is_file() and not (out / "b.png").exists()
     assert read_icc_profile(out / "a.png") == read_icc_profile(src / "a.png") is not None
-    from restormer.imageio import pixel_limit
+    from restormer_deploy.restormer.imageio import pixel_limit
 
     assert pixel_limit() >= 200_000_000  # the option is per run: nothing global is left behind

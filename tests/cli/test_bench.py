@@ -5,10 +5,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli.bench import app as bench_app
-from cli.bench import parse_size
-from engines.bench import count_flops
-from restormer.presets import PRESETS
+from restormer_deploy.cli.bench import app as bench_app
+from restormer_deploy.cli.bench import parse_size
+from restormer_deploy.engines.bench import count_flops
+from restormer_deploy.restormer.presets import PRESETS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from restormer.presets import ASSETS, shared_dir
+from restormer_deploy.restormer.presets import ASSETS, shared_dir
 
 BIN = Path(sys.executable).parent
 SHARED = shared_dir()

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli.eval import app
-from restormer.checkpoints import save_checkpoint
-from restormer.metrics import psnr
-from restormer.presets import PRESETS, ModelSpec, build
+from restormer_deploy.cli.eval import app
+from restormer_deploy.restormer.checkpoints import save_checkpoint
+from restormer_deploy.restormer.metrics import psnr
+from restormer_deploy.restormer.presets import PRESETS, ModelSpec, build
 
 runner = CliRunner()
 

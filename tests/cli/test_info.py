@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli.info import app as info_app
+from restormer_deploy.cli.info import app as info_app
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.parity import app
-from engines.parity import snr_db
-from export.contract import PARITY_FLOORS
-from restormer.imageio import write_image
-from restormer.metrics import psnr_peak1
+from restormer_deploy.cli.parity import app
+from restormer_deploy.engines.parity import snr_db
+from restormer_deploy.export.contract import PARITY_FLOORS
+from restormer_deploy.restormer.imageio import write_image
+from restormer_deploy.restormer.metrics import psnr_peak1
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,7 +87,7 @@ def test_help_has_examples():
 
 
 def test_nan_artifact_fails_cleanly(art, images, tmp_path, monkeypatch):
-    from engines import backends
+    from restormer_deploy.engines import backends
 
     original = backends.OnnxRuntimeRunner._infer
 

@@ -11,9 +11,9 @@ import tifffile
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli.run import app
-from engines import backends
-from restormer.imageio import read_image, read_image_alpha, write_image
+from restormer_deploy.cli.run import app
+from restormer_deploy.engines import backends
+from restormer_deploy.restormer.imageio import read_image, read_image_alpha, write_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -209,7 +209,7 @@ def test_nan_output_writes_nothing(tmp_path, monkeypatch, random_image, batch_wi
 
 def test_unwritable_output_folder(tmp_path, monkeypatch, random_image, batch_with):
     """Writing fails (here: mkstemp in the output folder raises EACCES for one file): that item fails, the rest continue."""
-    from restormer import fileio
+    from restormer_deploy.restormer import fileio
     import tempfile
 
 

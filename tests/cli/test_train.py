@@ -14,10 +14,10 @@ from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from cli.run import app as run_app
-from cli.train import app
-from restormer.checkpoints import WeightsError, save_checkpoint
-from restormer.presets import PRESETS, ModelSpec, build, load_model, resolve
+from restormer_deploy.cli.run import app as run_app
+from restormer_deploy.cli.train import app
+from restormer_deploy.restormer.checkpoints import WeightsError, save_checkpoint
+from restormer_deploy.restormer.presets import PRESETS, ModelSpec, build, load_model, resolve
 
 runner = CliRunner()
 TINY = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 0, "heads": [1, 1, 1, 1]}  # crafted checkpoints

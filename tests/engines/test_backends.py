@@ -1,9 +1,9 @@
-"""engines.backends: runners and load_runner."""
+"""restormer_deploy.engines.backends: runners and load_runner."""
 
 import numpy as np
 import pytest
 
-from engines.backends import (
+from restormer_deploy.engines.backends import (
     BackendError, OnnxRuntimeRunner, PyTorchRunner, TensorRTRunner, as_polygraphy, available_backends, load_runner,
 )
 

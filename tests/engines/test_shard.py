@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli.run import app
-from engines.shard import parse_shard, shard_slice
-from restormer.imageio import write_image
+from restormer_deploy.cli.run import app
+from restormer_deploy.engines.shard import parse_shard, shard_slice
+from restormer_deploy.restormer.imageio import write_image
 
 runner = CliRunner()
 

@@ -1,5 +1,5 @@
 """The ONNX reference functions of the custom ops (export/functions.py) run in ONNX Runtime and
-match the PyTorch reference (restormer.ops), with dynamic shapes, in FP32 and FP16."""
+match the PyTorch reference (restormer_deploy.restormer.ops), with dynamic shapes, in FP32 and FP16."""
 
 import numpy as np
 import onnx
@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.functions import (
+from restormer_deploy.export.functions import (
     DOMAIN,
     ONNX_OPSET,
     OPSET_VERSION,
@@ -17,7 +17,7 @@ from export.functions import (
     converse2d_function,
     transposed_attention_function,
 )
-from restormer.ops import PADDING_MODES, converse2d, transposed_attention
+from restormer_deploy.restormer.ops import PADDING_MODES, converse2d, transposed_attention
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 NP = {FLOAT: np.float32, FLOAT16: np.float16}
@@ -276,7 +276,7 @@ def test_inlined_model_matches():
 def test_mark_constant_kernels():
     """constant_kernel=1 exactly where the kernel is an initializer or a Constant (the plugin then caches
     its spectrum); the function ignores the attribute (same output)."""
-    from export.functions import mark_constant_kernels
+    from restormer_deploy.export.functions import mark_constant_kernels
 
     nodes = [helper.make_node("Constant", [], ["kc"], value=onnx.numpy_helper.from_array(np.full((1, 2, 3, 3), 1 / 9, np.float32))),
              helper.make_node("Converse2D", ["x", "k", "lam"], ["a"], domain=DOMAIN, name="init"),

@@ -1,6 +1,6 @@
 """The plugin-free matmul lowering of Converse2D (export/lowering.py): no Converse2D / DFT left,
 passes the full ONNX check, runs in ONNX Runtime with dynamic shapes and matches the PyTorch
-reference (restormer.ops.converse2d)."""
+reference (restormer_deploy.restormer.ops.converse2d)."""
 
 import numpy as np
 import onnx
@@ -9,10 +9,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.contract import DOMAIN
-from export.functions import ONNX_OPSET, attach_functions, converse2d_function
-from export.lowering import fft_flops, lower_converse2d_matmul, matmul_lowering_flops
-from restormer.ops import PADDING_MODES, converse2d, transposed_attention
+from restormer_deploy.export.contract import DOMAIN
+from restormer_deploy.export.functions import ONNX_OPSET, attach_functions, converse2d_function
+from restormer_deploy.export.lowering import fft_flops, lower_converse2d_matmul, matmul_lowering_flops
+from restormer_deploy.restormer.ops import PADDING_MODES, converse2d, transposed_attention
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 NP = {FLOAT: np.float32, FLOAT16: np.float16}
@@ -275,7 +275,7 @@ def test_flop_estimates():
 
 
 def _lower_dft(model):
-    from export.lowering import lower_converse2d
+    from restormer_deploy.export.lowering import lower_converse2d
 
     lowered = lower_converse2d(model, "dft")
     onnx.checker.check_model(lowered, full_check=True)

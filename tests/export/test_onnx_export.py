@@ -1,4 +1,4 @@
-"""export.onnx_export and restore-export: custom nodes, dynamic shapes, parity with PyTorch in ONNX Runtime,
+"""restormer_deploy.export.onnx_export and restore-export: custom nodes, dynamic shapes, parity with PyTorch in ONNX Runtime,
 FP16, bad input."""
 
 import functools
@@ -10,14 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli.export import app
-from export.contract import PARITY_FLOORS
-from export.onnx_export import ExportError, ExportOptions, export
-from restormer.converse_arch import Converse2D, ConverseDataStep
-from restormer.imageio import list_images, read_image
-from restormer.metrics import psnr_peak1
-from restormer.presets import PRESETS, load_model
-from restormer.restormer_arch import Attention
+from restormer_deploy.cli.export import app
+from restormer_deploy.export.contract import PARITY_FLOORS
+from restormer_deploy.export.onnx_export import ExportError, ExportOptions, export
+from restormer_deploy.restormer.converse_arch import Converse2D, ConverseDataStep
+from restormer_deploy.restormer.imageio import list_images, read_image
+from restormer_deploy.restormer.metrics import psnr_peak1
+from restormer_deploy.restormer.presets import PRESETS, load_model
+from restormer_deploy.restormer.restormer_arch import Attention
 
 SIZES = {"converse": [(24, 24), (29, 37)], "restormer": [(16, 16), (24, 40)]}
 

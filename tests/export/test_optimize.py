@@ -6,13 +6,13 @@ import onnx
 import pytest
 import torch
 
-from export.fp16 import is_island
-from export.functions import attach_functions
-from export.stages import strip_trace_metadata, trace
-from export.optimize import CHANNEL_BLOCK, optimize_for_inference
-from export.ort_session import make_session
-from restormer.presets import ModelSpec
-from restormer.restormer_arch import Restormer
+from restormer_deploy.export.fp16 import is_island
+from restormer_deploy.export.functions import attach_functions
+from restormer_deploy.export.stages import strip_trace_metadata, trace
+from restormer_deploy.export.optimize import CHANNEL_BLOCK, optimize_for_inference
+from restormer_deploy.export.ort_session import make_session
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.restormer_arch import Restormer
 
 # Hidden width int(16 * 2.66) = 42: not a multiple of the NCHWc block, so the GDFN gets padded.
 SMALL = dict(dim=16, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 4, 8))

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from restormer.checkpoints import WeightsError, load_weights, read_state_dict, save_checkpoint
-from restormer.converse_arch import ConverseBlock, LayerNorm2d
-from restormer.presets import PRESETS, build, load_model, resolve
+from restormer_deploy.restormer.checkpoints import WeightsError, load_weights, read_state_dict, save_checkpoint
+from restormer_deploy.restormer.converse_arch import ConverseBlock, LayerNorm2d
+from restormer_deploy.restormer.presets import PRESETS, build, load_model, resolve
 
 # Parameter counts published with the checkpoints (PAPERS.md).
 OFFICIAL = {

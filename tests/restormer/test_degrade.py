@@ -1,4 +1,4 @@
-"""restormer.degrade against independent references (plain loops, hand values, scipy): MATLAB imresize,
+"""restormer_deploy.restormer.degrade against independent references (plain loops, hand values, scipy): MATLAB imresize,
 noise, blur, crops, kernel files, degradation SPECs."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import scipy.io
 from PIL import Image
 from scipy import ndimage
 
-from restormer.degrade import (BicubicSR, BlurNoise, GaussianNoise, add_gaussian_noise, blur_wrap,
+from restormer_deploy.restormer.degrade import (BicubicSR, BlurNoise, GaussianNoise, add_gaussian_noise, blur_wrap,
                                center_crop, imresize, load_kernel, modcrop, parse_degradation)
-from restormer.presets import shared_dir
+from restormer_deploy.restormer.presets import shared_dir
 
 KERNELS = shared_dir() / "data" / "kernels"
 needs_kernels = pytest.mark.skipif(

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from restormer import fileio
+from restormer_deploy.restormer import fileio
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])
@@ -59,9 +59,9 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
 
 
 def test_outputs_of_the_writers_honour_umask(tmp_path, mask):
-    from restormer.checkpoints import save_checkpoint
-    from restormer.imageio import write_image
-    from restormer.presets import PRESETS, build
+    from restormer_deploy.restormer.checkpoints import save_checkpoint
+    from restormer_deploy.restormer.imageio import write_image
+    from restormer_deploy.restormer.presets import PRESETS, build
 
     img = np.zeros((8, 8, 3), np.uint8)
     for ext in (".png", ".tif", ".jpg"):

@@ -1,4 +1,4 @@
-"""restormer.imageio: reading and writing image files (8/16 bits, alpha, EXIF orientation, broken files,
+"""restormer_deploy.restormer.imageio: reading and writing image files (8/16 bits, alpha, EXIF orientation, broken files,
 atomic writes, tensors), and the issue 16 review of image files: pixel limit, CMYK, multi-page/animated,
 ICC, JPEG quality, kernels."""
 
@@ -15,9 +15,9 @@ import tifffile
 import torch
 from PIL import Image, ImageCms, ImageFile
 
-from restormer import imageio
-from restormer.degrade import load_kernel, parse_degradation
-from restormer.imageio import (ImageReadError, from_float, list_images, read_icc_profile, read_image,
+from restormer_deploy.restormer import imageio
+from restormer_deploy.restormer.degrade import load_kernel, parse_degradation
+from restormer_deploy.restormer.imageio import (ImageReadError, from_float, list_images, read_icc_profile, read_image,
                                read_image_alpha, set_max_pixels, storable_path, to_tensor, write_image)
 
 rng = np.random.default_rng(16)

@@ -1,4 +1,4 @@
-"""restormer.metrics against independent references (hand values, the MATLAB formulas)."""
+"""restormer_deploy.restormer.metrics against independent references (hand values, the MATLAB formulas)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from restormer import metrics
+from restormer_deploy.restormer import metrics
 
 rng = np.random.default_rng(1234)
 

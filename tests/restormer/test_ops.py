@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from restormer.converse_arch import Converse2D
-from restormer.ops import PADDING_MODES, converse2d, transposed_attention
+from restormer_deploy.restormer.converse_arch import Converse2D
+from restormer_deploy.restormer.ops import PADDING_MODES, converse2d, transposed_attention
 
 
 def _inputs(b, c, h, w, k, dtype=torch.float64, batch_kernel=False, seed=0):

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restormer.presets import shared_dir
-from restormer.restormer_arch import (
+from restormer_deploy.restormer.presets import shared_dir
+from restormer_deploy.restormer.restormer_arch import (
     Attention,
     LayerNorm,
     Restormer,

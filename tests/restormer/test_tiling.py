@@ -1,13 +1,13 @@
-"""restormer.tiling: tiled inference with feathered blending."""
+"""restormer_deploy.restormer.tiling: tiled inference with feathered blending."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from engines.backends import load_runner
-from restormer.presets import ModelSpec
-from restormer.tiling import ramp_weights, restore_array, tile_count, tile_starts
+from restormer_deploy.engines.backends import load_runner
+from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.tiling import ramp_weights, restore_array, tile_count, tile_starts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,7 +116,7 @@ def test_tiled_converse_dncnn_official_small(need_shared):
 @pytest.mark.slow
 def test_tiled_converse_dncnn_official_512(need_shared):
     path = need_shared("data", "denoise", "Set12")
-    from restormer.imageio import list_images, read_image
+    from restormer_deploy.restormer.imageio import list_images, read_image
 
     big = [p for p in list_images(path) if min(read_image(p, 1).shape[:2]) >= 512]
     img = read_image(big[0], 1)[:512, :512].transpose(2, 0, 1).astype(np.float32) / 255

@@ -5,7 +5,7 @@
 #   1. runs the host test cases (tests/engines/plugins/test_converse2d.py: scales 1-3, every padding mode,
 #      odd/even sizes and kernels, shared/per-sample kernel and λ) in FP32 and in FP16 (x, kernel,
 #      output; λ FP32) through cuFFT, each in a workspace of the profile bound, also with the cached
-#      kernel spectrum, and prints the max abs error per case against restormer.ops (float64) and
+#      kernel spectrum, and prints the max abs error per case against restormer_deploy.restormer.ops (float64) and
 #      against the host build;
 #   2. checks every shape of a few profiles against the workspace bound (--scan).
 # Exits non-zero on a failure. A few minutes at most (one nvcc build for this GPU, ~300 small cases).
@@ -14,13 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PYTHON=${PYTHON:-.venv/bin/python}
-NVCC=${NVCC:-$("$PYTHON" -c "from engines.plugins.converse2d import host; print(host.find_nvcc() or 'nvcc')")}
+NVCC=${NVCC:-$("$PYTHON" -c "from restormer_deploy.engines.plugins.converse2d import host; print(host.find_nvcc() or 'nvcc')")}
 SRC=engines/plugins/converse2d
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 read -r CUFFT_INC CUFFT_LIB < <("$PYTHON" - <<'EOF'
-from engines.plugins.converse2d import host
+from restormer_deploy.engines.plugins.converse2d import host
 inc = host.find_cufft_include()
 print(inc or "-", host.find_cufft_library(inc) or "-")
 EOF
@@ -45,8 +45,8 @@ import torch
 
 sys.path.insert(0, "tests/engines/plugins")
 from test_converse2d import BATCHES, GEOMETRIES, MODES, _inputs  # the host test cases
-from engines.plugins.converse2d import host as c2d_host
-from restormer.ops import converse2d
+from restormer_deploy.engines.plugins.converse2d import host as c2d_host
+from restormer_deploy.restormer.ops import converse2d
 
 work = Path(sys.argv[1])
 host = c2d_host.HostConverse2D(c2d_host.build_host_library(work))

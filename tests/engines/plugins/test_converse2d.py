@@ -3,12 +3,12 @@
 * Host build: the plugin's element functions (``engines/plugins/converse2d/converse2d_kernels.h``:
   padding, p2o placement, the spectral solve with the transfer function G, tile averaging, zero
   insertion as spectrum tiling, cropping, float16 conversion) compiled with g++ and driven from
-  numpy, which does the FFTs in cuFFT's R2C/C2R layout; compared with ``restormer.ops``.
+  numpy, which does the FFTs in cuFFT's R2C/C2R layout; compared with ``restormer_deploy.restormer.ops``.
 * nvcc compiles the CUDA sources (object files only) when nvcc and cufft.h are found.
 * With TENSORRT_INCLUDE_DIR pointing at TensorRT's headers: the IPluginV3 classes compile, the
   CMake build links the plugin library, and ``converse2d_selftest.cpp`` checks its creator, fields,
   serialization and format combinations (and, on a machine with a GPU, runs ``enqueue`` against
-  ``restormer.ops``).
+  ``restormer_deploy.restormer.ops``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engines.plugins.converse2d import host as c2d_host
-from restormer.ops import converse2d, converse_filter
+from restormer_deploy.engines.plugins.converse2d import host as c2d_host
+from restormer_deploy.restormer.ops import converse2d, converse_filter
 
 PLUGIN_DIR = c2d_host.PLUGIN_DIR
 MODES = ("circular", "reflect", "replicate", "constant")
@@ -176,7 +176,7 @@ def test_rejects_bad_shapes(host):
         host(x, np.zeros((3, 3, 3, 3), np.float32), lam, 1, 0)
     with pytest.raises(ValueError, match="lam must be"):
         host(x, np.zeros((1, 3, 3, 3), np.float32), np.ones((3, 3, 1, 1), np.float32), 1, 0)
-    # The kernel may exceed the low-resolution image when it fits the upsampled grid (as restormer.ops).
+    # The kernel may exceed the low-resolution image when it fits the upsampled grid (as restormer_deploy.restormer.ops).
     out = host(x, np.full((1, 3, 7, 7), 1 / 49, np.float32), lam, 2, 0)
     assert out.shape == (2, 3, 8, 8)
 
@@ -317,7 +317,7 @@ def test_plugin_library_builds_and_selftests(tmp_path):
     """With TENSORRT_INCLUDE_DIR set: the CMake build of the plugin library (PTX for compute_75
     only, to keep it short), then converse2d_selftest.cpp linked against it: the creator, fields,
     serialization, format combinations and error paths; on a machine with a GPU also the plugin's
-    enqueue against restormer.ops."""
+    enqueue against restormer_deploy.restormer.ops."""
     trt = os.environ.get("TENSORRT_INCLUDE_DIR")
     if not trt or not (Path(trt) / "NvInferRuntime.h").is_file():
         pytest.skip("TENSORRT_INCLUDE_DIR is not set to a directory with NvInferRuntime.h")

@@ -13,16 +13,16 @@ import torch
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from cli.export import app
-from engines.tensorrt import core
-from engines.tensorrt.core import RuntimeMismatch, TrtError
-from engines.tensorrt.lint import VERSIONS, lint, load_table, table_version
-from export import contract
-from export.contract import ContractError
-from export.functions import DOMAIN, ONNX_OPSET, attach_functions
-from export.stages import ExportOptions, finish, prepare, set_metadata, trace
-from restormer.fileio import sha256_file
-from restormer.presets import PRESETS, ModelSpec, build
+from restormer_deploy.cli.export import app
+from restormer_deploy.engines.tensorrt import core
+from restormer_deploy.engines.tensorrt.core import RuntimeMismatch, TrtError
+from restormer_deploy.engines.tensorrt.lint import VERSIONS, lint, load_table, table_version
+from restormer_deploy.export import contract
+from restormer_deploy.export.contract import ContractError
+from restormer_deploy.export.functions import DOMAIN, ONNX_OPSET, attach_functions
+from restormer_deploy.export.stages import ExportOptions, finish, prepare, set_metadata, trace
+from restormer_deploy.restormer.fileio import sha256_file
+from restormer_deploy.restormer.presets import PRESETS, ModelSpec, build
 
 FLOAT = TensorProto.FLOAT
 # Two presets keep the default run short (Converse2D with a kernel input; Restormer attention);
@@ -313,7 +313,7 @@ def test_runtime_checks(tmp_path):
 
 
 def _tensorrt_or_skip():
-    from engines.tensorrt.builder import gpu_info, import_tensorrt
+    from restormer_deploy.engines.tensorrt.builder import gpu_info, import_tensorrt
 
     try:
         import_tensorrt()
@@ -323,7 +323,7 @@ def _tensorrt_or_skip():
 
 
 def test_builder_without_tensorrt_is_one_clear_error(tmp_path):
-    from engines.tensorrt.builder import build_engine, import_tensorrt
+    from restormer_deploy.engines.tensorrt.builder import build_engine, import_tensorrt
 
     try:
         import_tensorrt()
@@ -341,9 +341,9 @@ def test_builder_without_tensorrt_is_one_clear_error(tmp_path):
 def test_build_and_run_matmul_lowering(tmp_path, small_checkpoint):
     _tensorrt_or_skip()
 
-    from engines.tensorrt.builder import build_engine
-    from engines.tensorrt.verify import verify_engine
-    from export.onnx_export import export
+    from restormer_deploy.engines.tensorrt.builder import build_engine
+    from restormer_deploy.engines.tensorrt.verify import verify_engine
+    from restormer_deploy.export.onnx_export import export
 
     ckpt, _, _ = small_checkpoint(tmp_path, "converse-usrnet")
     path = tmp_path / "usrnet.onnx"
@@ -363,7 +363,7 @@ def test_build_engine_wiring_with_fake_tensorrt(tmp_path, monkeypatch):
 
     import polygraphy.backend.trt as ptrt
 
-    from engines.tensorrt import builder
+    from restormer_deploy.engines.tensorrt import builder
 
     loaded = []
     fake = types.SimpleNamespace(
@@ -406,7 +406,7 @@ def test_build_engine_wiring_with_fake_tensorrt(tmp_path, monkeypatch):
 def test_load_engine_checks_before_deserialising(tmp_path, monkeypatch):
     import types
 
-    from engines.tensorrt import builder
+    from restormer_deploy.engines.tensorrt import builder
 
     def no_runtime(*_):
         raise AssertionError("deserialised despite a mismatch")
@@ -424,11 +424,11 @@ def test_load_engine_checks_before_deserialising(tmp_path, monkeypatch):
         builder.load_engine(engine)
 
 
-# ------------------------------------------------------------------ python -m cli.verify_trt (scripts/verify_gpu.sh)
+# ------------------------------------------------------------------ python -m restormer_deploy.cli.verify_trt (scripts/verify_gpu.sh)
 
 
 def test_verify_reports_a_failing_step_apart_from_a_parity_verdict(monkeypatch, capsys):
-    from cli import verify_trt as verify
+    from restormer_deploy.cli import verify_trt as verify
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nstack...")
@@ -449,8 +449,8 @@ def test_verify_reports_a_failing_step_apart_from_a_parity_verdict(monkeypatch, 
 
 
 def test_lint_version_for_the_installed_tensorrt():
-    from engines.tensorrt import allowlist
-    from engines.tensorrt.lint import version_for
+    from restormer_deploy.engines.tensorrt import allowlist
+    from restormer_deploy.engines.tensorrt.lint import version_for
 
     assert version_for("10.3.0.30") == "10.3.0.30"
     newest = ".".join(map(str, allowlist.NEWEST))
@@ -460,12 +460,12 @@ def test_lint_version_for_the_installed_tensorrt():
 
 
 def test_lint_trt_command(capsys):
-    from cli.lint_trt import main
+    from restormer_deploy.cli.lint_trt import main
 
     assert main(["--version-for", "10.3.0.30"]) == 0 and capsys.readouterr().out.strip() == "10.3.0.30"
     assert main(["--version-for", "8.6.2"]) == 2 and "10.3 or newer" in capsys.readouterr().err
     assert main(["--version-for", "latest"]) == 2 and "not a TensorRT version" in capsys.readouterr().err
-    assert main([]) == 2 and "usage: python -m cli.lint_trt" in capsys.readouterr().err
+    assert main([]) == 2 and "usage: python -m restormer_deploy.cli.lint_trt" in capsys.readouterr().err
 
 
 def test_cli_target_and_save_prepared(traced, tmp_path):
@@ -491,8 +491,8 @@ def test_cli_target_and_save_prepared(traced, tmp_path):
 
 
 def test_resolve_target_and_auto_lowering():
-    from cli.export import resolve_target
-    from export.onnx_export import resolve_lowering
+    from restormer_deploy.cli.export import resolve_target
+    from restormer_deploy.export.onnx_export import resolve_lowering
 
     assert resolve_target("auto", "onnx", None, "tensorrt") == "ort"
     assert resolve_target("auto", "onnx", "10.3", "tensorrt") == "trt"

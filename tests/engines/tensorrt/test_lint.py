@@ -16,9 +16,9 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-from engines.tensorrt import allowlist
-from engines.tensorrt.core import TrtError
-from engines.tensorrt.lint import VERSIONS, lint
+from restormer_deploy.engines.tensorrt import allowlist
+from restormer_deploy.engines.tensorrt.core import TrtError
+from restormer_deploy.engines.tensorrt.lint import VERSIONS, lint
 
 F, H, I64, I32, B, U8, I8 = T.FLOAT, T.FLOAT16, T.INT64, T.INT32, T.BOOL, T.UINT8, T.INT8
 _NP = {F: np.float32, H: np.float16, I64: np.int64, I32: np.int32, B: np.bool_, U8: np.uint8, I8: np.int8, T.DOUBLE: np.float64}
@@ -356,7 +356,7 @@ def test_a_file_that_aborts_onnx_shape_inference_is_still_linted(tmp_path):
     num_outputs: --check-trt on such a crafted file must report it, not die."""
     from typer.testing import CliRunner
 
-    from cli.export import app
+    from restormer_deploy.cli.export import app
 
     model = build("Split", [EXAMPLES["Split"][0][0]], {"axis": 1, "num_outputs": 2}, 3, infer=False)
     path = tmp_path / "crafted.onnx"

@@ -17,9 +17,9 @@ import onnx
 import pytest
 import torch
 
-from engines.tensorrt.lint import lint_versions
-from export.stages import ExportOptions, finish, prepare, trace
-from restormer.presets import ASSETS, PRESETS, ModelSpec, build
+from restormer_deploy.engines.tensorrt.lint import lint_versions
+from restormer_deploy.export.stages import ExportOptions, finish, prepare, trace
+from restormer_deploy.restormer.presets import ASSETS, PRESETS, ModelSpec, build
 
 SHALLOW = {"restormer": {"num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1},
            "converse-dncnn": {"num_blocks": 1}, "converse-srresnet": {"num_blocks": 1},
@@ -94,8 +94,8 @@ def test_onnx_runtime_file_is_refused_for_tensorrt():
 
 @pytest.mark.slow
 def test_default_int8_tensorrt_file_lints_clean(tmp_path, int8_file):
-    from calibration.int8 import Int8Options
-    from restormer.presets import load_model
+    from restormer_deploy.calibration.int8 import Int8Options
+    from restormer_deploy.restormer.presets import load_model
 
     net, spec = load_model("default")  # the shipped weights
     opts = Int8Options(calib_dir=ASSETS / "samples", calib_count=2, calib_size=64, search_size=64, sensitivity=False,

@@ -1,5 +1,5 @@
 """restore-client without a server: its requests and the decoding of responses, checked with tritonclient's
-own InferInput / InferResult classes and the project's padding (restormer.tiling), and the command with a
+own InferInput / InferResult classes and the project's padding (restormer_deploy.restormer.tiling), and the command with a
 stand-in server object."""
 
 import json
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from restormer.tiling import pad_reflect, padded_size
-from engines.triton import client as tcl
-from engines.triton import config as tc
-from engines.triton.pbtxt import dumps
-from restormer.imageio import read_image, to_tensor, write_image
+from restormer_deploy.restormer.tiling import pad_reflect, padded_size
+from restormer_deploy.engines.triton import client as tcl
+from restormer_deploy.engines.triton import config as tc
+from restormer_deploy.engines.triton.pbtxt import dumps
+from restormer_deploy.restormer.imageio import read_image, to_tensor, write_image
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs tritonclient[grpc,http] (pip install '.[triton]')")
 import tritonclient.grpc as grpcclient  # noqa: E402
@@ -113,7 +113,7 @@ class _FakeServer:
 
 
 def test_client_command(tmp_path, monkeypatch):
-    from cli.client import app
+    from restormer_deploy.cli.client import app
 
     fake = types.SimpleNamespace(InferInput=httpclient.InferInput, InferRequestedOutput=httpclient.InferRequestedOutput,
                                  InferenceServerClient=_FakeServer)
@@ -140,7 +140,7 @@ def test_client_command(tmp_path, monkeypatch):
 
 
 def test_missing_tritonclient_is_one_clear_error(tmp_path, monkeypatch):
-    from cli.client import app
+    from restormer_deploy.cli.client import app
 
     monkeypatch.setitem(sys.modules, "tritonclient.http", None)  # makes the import fail
     with pytest.raises(tcl.ClientError, match="pip install"):
@@ -161,7 +161,7 @@ def _fake_module(server=_FakeServer):
 
 
 def _client(args, server=_FakeServer, monkeypatch=None):
-    from cli.client import app
+    from restormer_deploy.cli.client import app
 
     monkeypatch.setattr(tcl, "import_client", lambda protocol: _fake_module(server))
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
@@ -198,7 +198,7 @@ def test_output_folder_that_is_the_input_folder_is_refused(tmp_path, monkeypatch
 
 
 def test_check_output_folder(tmp_path):
-    from cli.client import check_output_folder
+    from restormer_deploy.cli.client import check_output_folder
 
     src = tmp_path / "in"
     src.mkdir()

@@ -14,11 +14,11 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from cli.export import app
-from engines.tensorrt import core
-from engines.triton import processing
-from export import contract
-from restormer.fileio import sha256_file
+from restormer_deploy.cli.export import app
+from restormer_deploy.engines.tensorrt import core
+from restormer_deploy.engines.triton import processing
+from restormer_deploy.export import contract
+from restormer_deploy.restormer.fileio import sha256_file
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs tritonclient[grpc,http] (pip install '.[triton]')")
 from google.protobuf import json_format, text_format  # noqa: E402  (installed with tritonclient)
@@ -151,9 +151,9 @@ def _load_python_model(folder: Path, monkeypatch):
 
 
 def test_python_models_match_restore_run(art, tmp_path, monkeypatch):
-    from engines.restorer import _grey, _to_uint
-    from engines.backends import load_runner
-    from restormer.tiling import restore_array
+    from restormer_deploy.engines.restorer import _grey, _to_uint
+    from restormer_deploy.engines.backends import load_runner
+    from restormer_deploy.restormer.tiling import restore_array
 
     repo = tmp_path / "repo"
     assert _export(art["fp32"], "--format", "triton-repo", "--backend", "onnxruntime", "--with-preprocess",
@@ -178,8 +178,8 @@ def test_python_models_match_restore_run(art, tmp_path, monkeypatch):
 
 
 def test_processing_padding_and_channels_follow_the_project():
-    from restormer.tiling import DEFAULT_MIN_SIZE, pad_reflect, padded_size
-    from restormer.imageio import to_tensor
+    from restormer_deploy.restormer.tiling import DEFAULT_MIN_SIZE, pad_reflect, padded_size
+    from restormer_deploy.restormer.imageio import to_tensor
 
     assert processing.MIN_SIZE == DEFAULT_MIN_SIZE
     img = np.random.default_rng(0).integers(0, 65536, (21, 9, 3), dtype=np.uint16)
@@ -322,7 +322,7 @@ def test_help_teaches_the_format():
 
 
 def test_release_table():
-    from engines.triton.releases import TRITON_RELEASES, check_plan_release, releases_for
+    from restormer_deploy.engines.triton.releases import TRITON_RELEASES, check_plan_release, releases_for
 
     assert releases_for("10.13.3.9") == ["25.09", "25.10"] and releases_for("10.2.0") == []
     assert all(contract.parse_version(trt)[:2] >= core.MIN_VERSION for _, trt in TRITON_RELEASES.values())
@@ -495,7 +495,7 @@ def test_plan_not_deserialised_is_said(art, tmp_path):
 @pytest.mark.parametrize("loads", [False, True])
 def test_plan_is_deserialised_when_tensorrt_can(art, tmp_path, monkeypatch, loads):
     """With TensorRT of the plan's version and a GPU (faked here), a plan TensorRT rejects is refused."""
-    from engines.tensorrt import builder
+    from restormer_deploy.engines.tensorrt import builder
 
     runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda data: object() if loads else None)
     trt = types.SimpleNamespace(__version__="10.8.0.43", Logger=types.SimpleNamespace(WARNING=2, __call__=None),

@@ -1,13 +1,13 @@
-"""restormer.train.config: YAML/TOML configs, overrides, and errors that name the key."""
+"""restormer_deploy.restormer.train.config: YAML/TOML configs, overrides, and errors that name the key."""
 
 from __future__ import annotations
 
 
 import pytest
 
-from restormer.train import config as C
-from restormer.train.config import ConfigError, load_config
-from restormer.train.setup import prepare
+from restormer_deploy.restormer.train import config as C
+from restormer_deploy.restormer.train.config import ConfigError, load_config
+from restormer_deploy.restormer.train.setup import prepare
 
 
 def test_yaml_and_toml_with_overrides(tmp_path, write_config):

@@ -1,4 +1,4 @@
-"""restormer.train data (data, augment, sources, setup) against independent references."""
+"""restormer_deploy.restormer.train data (data, augment, sources, setup) against independent references."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from restormer.train import config as C
-from restormer.train.augment import MODES, augment, inverse
-from restormer.train.config import load_config
-from restormer.train.data import IterationBatches, Synthetic, TrainSet, load_kernels
-from restormer.train.schedule import Stages
-from restormer.train.setup import prepare
-from restormer.train.sources import SKIMAGE_PHOTOS, source_files
+from restormer_deploy.restormer.train import config as C
+from restormer_deploy.restormer.train.augment import MODES, augment, inverse
+from restormer_deploy.restormer.train.config import load_config
+from restormer_deploy.restormer.train.data import IterationBatches, Synthetic, TrainSet, load_kernels
+from restormer_deploy.restormer.train.schedule import Stages
+from restormer_deploy.restormer.train.setup import prepare
+from restormer_deploy.restormer.train.sources import SKIMAGE_PHOTOS, source_files
 
 
 def test_augment_modes_distinct_and_invertible():

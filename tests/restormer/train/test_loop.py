@@ -1,4 +1,4 @@
-"""The training loop (restormer.train.train, and restore-train over it) end to end on a tiny Restormer:
+"""The training loop (restormer_deploy.restormer.train.train, and restore-train over it) end to end on a tiny Restormer:
 exact resume, CLI, bad input, 2-process DDP (gloo), every family."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli.train import app
-from restormer.presets import load_model
-from restormer.train import Hooks, load_config, train
+from restormer_deploy.cli.train import app
+from restormer_deploy.restormer.presets import load_model
+from restormer_deploy.restormer.train import Hooks, load_config, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,7 +128,7 @@ def _free_port() -> int:
 WORKER = """
 import json, os, sys
 import torch
-from restormer.train import load_config, train
+from restormer_deploy.restormer.train import load_config, train
 
 rank = int(os.environ["RANK"])
 writes = []

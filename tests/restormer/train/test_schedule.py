@@ -1,4 +1,4 @@
-"""restormer.train.schedule: cosine restarts in closed form, resumed schedules, progressive stages and
+"""restormer_deploy.restormer.train.schedule: cosine restarts in closed form, resumed schedules, progressive stages and
 the global batch over ranks."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from restormer.train.data import IterationBatches
-from restormer.train.schedule import CosineRestarts, Stages, lr_at
+from restormer_deploy.restormer.train.data import IterationBatches
+from restormer_deploy.restormer.train.schedule import CosineRestarts, Stages, lr_at
 
 
 def _cosine(t, top, bottom, period):  # written out independently of the implementation

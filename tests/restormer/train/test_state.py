@@ -1,4 +1,4 @@
-"""restormer.train.state: atomic resume states and weights (a killed write keeps the previous file)."""
+"""restormer_deploy.restormer.train.state: atomic resume states and weights (a killed write keeps the previous file)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from restormer.train import state as S
+from restormer_deploy.restormer.train import state as S
 
 
 def test_atomic_writes_keep_the_previous_file(tmp_path, monkeypatch):
@@ -29,8 +29,8 @@ def test_atomic_writes_keep_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_atomic_weights_keep_the_previous_file(tmp_path, monkeypatch):
-    from restormer import checkpoints
-    from restormer.presets import PRESETS
+    from restormer_deploy.restormer import checkpoints
+    from restormer_deploy.restormer.presets import PRESETS
 
     spec = PRESETS["converse-dncnn"]
     net = torch.nn.Conv2d(1, 1, 1)
