@@ -1,6 +1,6 @@
 // Converse2D host build: the element functions of converse2d_kernels.h run in plain loops behind a
 // small C ABI, so that Python (ctypes) can run the plugin's arithmetic with numpy doing the FFTs in
-// cuFFT's R2C/C2R layout. Used by tests/test_converse_plugin_host.py; compiled with g++:
+// cuFFT's R2C/C2R layout. Used by tests/engines/plugins/test_converse2d.py; compiled with g++:
 //     g++ -std=c++17 -O2 -shared -fPIC converse2d_host.cpp -o libconverse2d_host.so
 //
 // params (int64[11]): N, C, H, W, Bk, kh, kw, Bl, scale, padding, mode (0 circular, 1 reflect,
