@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, set_threads, write_json
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, ProgressLines, console, fail_from, out, run, set_threads, write_json
 from restormer_deploy.engines.backends import BACKENDS
 from restormer_deploy.engines.bench import bench_one, markdown
 from restormer_deploy.restormer.errors import one_line
@@ -28,7 +28,9 @@ process's peak resident set (VmHWM in /proc/self/status, reset through /proc/sel
 before each artefact when the kernel allows it; otherwise ru_maxrss) from the moment before the
 artefact is loaded. FLOPs are counted with torch.utils.flop_counter on the PyTorch model of the
 same architecture (the preset from the ONNX metadata, or --reference); convolutions and matrix
-products are counted, the FFTs inside Converse2D are not. The table is printed as markdown.
+products are counted, the FFTs inside Converse2D are not. The table is printed as markdown, rates
+(img/s, MP/s, GFLOP/s) to 3 significant figures; --json keeps them unrounded. When the output is
+not a terminal (a log), progress lines go to stderr every 30 s ($RESTORE_PROGRESS_INTERVAL).
 
 Exit status: 0 success; 2 on bad usage or an artefact that cannot be run.
 """
@@ -69,9 +71,11 @@ def main(
         raise fail_from(exc)
     rows, errors = [], []
     for artifact in artifacts:  # one artefact failing does not lose the others' results
+        # on stderr: stdout is the markdown table
+        lines = ProgressLines(f"{Path(artifact).name}: run", warmup + iters, unit="run", console=console)
         try:
             rows.append(bench_one(artifact, backend, size=hw, batch=batch, warmup=warmup, iters=iters, threads=threads,
-                                  reference=reference))
+                                  reference=reference, on_run=lambda done, total: lines.update(done)))
         except (*USER_ERRORS, MemoryError) as exc:
             errors.append({"artifact": artifact, "error": one_line(exc)})
             console.print(f"[bold red]error:[/] {artifact}: {one_line(exc)}", highlight=False, soft_wrap=True)

@@ -10,8 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from restormer_deploy.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, check_tiling, fail, fail_from, out, run, set_threads, write_json
-from restormer_deploy.restormer.degrade import SPEC_GRAMMAR, parse_degradation
+from restormer_deploy.cli.common import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, ProgressLines, check_tiling, fail, fail_from,
+                                         out, run, set_threads, write_json)
+from restormer_deploy.restormer.degrade import QUANTIZE, SPEC_GRAMMAR, parse_degradation
 from restormer_deploy.restormer.evaluate import check_compatible, evaluate, summarise
 from restormer_deploy.restormer.imageio import list_images
 from restormer_deploy.restormer.presets import PRESETS, load_model
@@ -36,6 +37,10 @@ noise:SIGMA adds N(0, SIGMA/255) to the [0,1] image, unclipped, seeded per image
 sr:SCALE is MATLAB bicubic downsampling, scored on Y with SCALE pixels shaved; blur:... is the
 wrap-around blur of the official ConverseNet test script on the uint8 image (cropped to a multiple
 of 8), then noise, scored with 1 pixel shaved.
+These are the papers' protocols: the network gets the degraded image as unclipped floats. A real
+degraded file is clipped and rounded to its bit depth (a few tenths of a dB harder at noise:25): SPEC{QUANTIZE}
+(e.g. noise:25{QUANTIZE}) scores that, the input restore-run --degrade saves and restores. The protocol
+used is printed and stored in --json (protocol, quantize).
 
 [bold]Presets[/]: {", ".join(PRESETS)}
 
@@ -75,26 +80,29 @@ def main(
             raise ValueError(f"--min-psnr must be a finite number of dB, got {min_psnr}")
         net, spec = load_model(model, weights)
         check_compatible(spec, degradation)
-        check_tiling(tile, tile_overlap)
+        check_tiling(tile, tile_overlap, spec.pad_multiple)
     except USER_ERRORS as exc:
         raise fail_from(exc)
 
     out.print(f"[bold]{spec.name}[/] on {data} ({len(paths)} images): {degradation.describe()}, seed {seed}")
+    protocol = degradation.protocol(spec_text)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=out, transient=True) as progress:
         task = progress.add_task("restoring", total=len(paths))
+        lines = ProgressLines("restoring", len(paths))  # in logs, where the bar is not shown
 
         def on_image(r):
             if r.error:
                 progress.console.print(f"[red]error:[/] {r.name}: {r.error}", highlight=False)
             progress.update(task, advance=1, description=r.name)
+            lines.advance()
 
         results = evaluate(net, spec, paths, degradation, seed=seed, crop=crop, on_image=on_image, tile=tile,
                            overlap=tile_overlap)
 
     summary = summarise(results)
-    summary.update(model=spec.name, degrade=spec_text, seed=seed, data=str(data), crop=crop,
-                   tile=tile, tile_overlap=tile_overlap if tile else None)
+    summary.update(model=spec.name, degrade=spec_text, protocol=protocol, quantize=degradation.quantize, seed=seed,
+                   data=str(data), crop=crop, tile=tile, tile_overlap=tile_overlap if tile else None)
     table = Table("image", "input PSNR", "PSNR", "SSIM", "s", title=f"{spec.name}: {spec_text}")
     for r in results:
         if r.error:
@@ -105,6 +113,7 @@ def main(
         ip = summary["input_psnr"]
         table.add_row("[bold]mean[/]", f"{ip:.2f}" if ip is not None else "-", f"[bold]{summary['psnr']:.2f}[/]", f"{summary['ssim']:.4f}", "")
     out.print(table)
+    out.print(f"protocol: {protocol}", highlight=False)
     if json_out:
         write_json(json_out, summary)
     if summary["failed"]:

@@ -33,11 +33,13 @@ EPILOG = f"""
   restore-export model.engine --format triton-repo --triton-release 25.01 --out models/   [dim](engine + sidecar + model.onnx beside it)[/]
 
 [bold]What you get[/]: dynamic batch, height and width; every MDTA attention core is one
-[italic]restormer::TransposedAttention[/] node and every Converse2D solve one [italic]restormer::Converse2D[/]
-node (with plugin_namespace/plugin_version for the TensorRT plugin); each carries a model-local
-ONNX function, so ONNX Runtime runs the file as is. --inline expands the functions for runtimes
-without local-function support. --converse-lowering matmul writes Converse2D as MatMuls with DFT
-matrices (no custom node, no DFT): any runtime, TensorRT included, runs it without plugins.
+[italic]restormer::TransposedAttention[/] node with a model-local ONNX function, so ONNX Runtime runs the
+file as is (--inline expands the functions for runtimes without local-function support).
+Converse2D solves: --converse-lowering auto (the default) writes them as MatMuls with DFT matrices
+(matmul: no custom node, no DFT; the fastest on ONNX Runtime, plugin-free on TensorRT), or as ONNX
+DFT for TensorRT 11.2+; function keeps one [italic]restormer::Converse2D[/] node per solve (with
+plugin_namespace/plugin_version for the TensorRT plugin). INT8: --fallback follows the target
+(fp32 for ONNX Runtime CPU, fp16 for TensorRT).
 FP16 is a strongly typed FP16 graph with FP32 islands (LayerNorm statistics, the attention's
 normalisation and softmax, the Converse2D solve); inputs and outputs stay FP32 unless --io fp16.
 
@@ -50,6 +52,28 @@ Exit status: 0 written; 1 the self-check failed (nothing written); 2 bad usage o
 """
 
 TARGET_NAMES = {"ort": "ONNX Runtime", "trt": "TensorRT"}
+FORMATS = ("onnx", "trt", "triton-repo")
+_OUT_EXAMPLE = {"onnx": "--out model.onnx", "trt": "--out model.engine", "triton-repo": "--out models/"}
+
+
+def notice(line: str | None) -> None:
+    """One line saying which default was picked and why (nothing when ``line`` is None)."""
+    if line:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def check_out(model: str, fmt: str, out_path: Path | None, check_trt: str | None) -> None:
+    """--format and --out, before any work (ValueError): --out may be left out only to lint an
+    existing .onnx file (--check-trt), which writes nothing."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be onnx, trt or triton-repo, got {fmt!r}")
+    if out_path is None:
+        if fmt == "onnx" and check_trt and model.endswith(".onnx"):
+            return
+        raise ValueError(f"--out is required: where to write the {'folder' if fmt == 'triton-repo' else 'file'} "
+                         f"(e.g. {_OUT_EXAMPLE[fmt]})")
+    if fmt == "onnx" and out_path.suffix != ".onnx" and not (check_trt and model.endswith(".onnx")):
+        raise ValueError(f"--out must end in .onnx, got {out_path}")
 
 
 def resolve_target(target: str, fmt: str, check_trt: str | None, triton_backend: str) -> str:
@@ -81,11 +105,12 @@ def _trt_version(text: str | None) -> tuple[int, ...] | None:
         return None
 
 
-def _print_result(result: ExportResult, target: str) -> None:
-    table = Table("", "", title=f"{result.path}")
+def _print_result(result: ExportResult, target: str, title: str | None = None) -> None:
+    table = Table("", "", title=title or f"{result.path}")
     table.add_row("precision", result.precision)
     table.add_row("for", TARGET_NAMES[target])
-    table.add_row("Converse2D lowering", result.converse_lowering)
+    if result.converse2d:  # the lowering means nothing for a model without Converse2D
+        table.add_row("Converse2D lowering", f"{result.converse_lowering} ({result.converse2d} layers)")
     table.add_row("max abs error vs PyTorch", f"{result.max_abs_err:.2e}")
     table.add_row("PSNR vs PyTorch", f"{result.psnr_vs_torch:.1f} dB")
     custom = {k: v for k, v in result.nodes.items() if k.startswith("restormer::")}
@@ -99,10 +124,11 @@ def _print_result(result: ExportResult, target: str) -> None:
 
 
 def export_onnx(model: str, out_path: Path, *, weights: Path | None, options: ExportOptions,
-                quantizer: Quantizer | None, json_out: Path | None = None) -> ExportResult:
+                quantizer: Quantizer | None, json_out: Path | None = None, title: str | None = None) -> ExportResult:
     """The ONNX export of restore-export (``--format onnx``, and the ONNX file of ``trt`` and
-    ``triton-repo``): export, print the result (and the INT8 report), write ``json_out``. Raises
-    typer.Exit: 1 when the self-check failed, 2 on bad input; nothing is written then."""
+    ``triton-repo``): export, print the result (and the INT8 report; ``title``: the table's, default the
+    file written), write ``json_out``. Raises typer.Exit: 1 when the self-check failed, 2 on bad input;
+    nothing is written then."""
     from restormer_deploy.export.onnx_export import export
 
     try:
@@ -123,7 +149,7 @@ def export_onnx(model: str, out_path: Path, *, weights: Path | None, options: Ex
         raise fail(f"cannot write {out_path}: {exc.strerror or exc}")
     except USER_ERRORS as exc:  # a failed self-check exits 1, bad input 2
         raise fail_from(exc)
-    _print_result(result, options.target)
+    _print_result(result, options.target, title)
     if json_out:
         write_json(json_out, result.to_json())
     return result
@@ -144,18 +170,18 @@ app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_setting
 @app.command(help=__doc__, epilog=EPILOG)
 def main(
     model: str = typer.Argument(..., help="Preset name or one of our .safetensors checkpoints (with --format trt / --check-trt also an .onnx file)."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .onnx file (.engine or .plan with --format trt)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .onnx file (.engine or .plan with --format trt, a folder with --format triton-repo). Required, except to lint an existing .onnx MODEL with --check-trt."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights (.pth with weights_only=True, or .safetensors)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (Q/DQ; needs --calib-dir, see docs/INT8.md)."),
     fmt: str = typer.Option("onnx", "--format", help="onnx; trt: a TensorRT engine plus its JSON sidecar (docs/TENSORRT.md); triton-repo: a Triton model repository folder (docs/SCALE_OUT.md)."),
-    converse_lowering: str = typer.Option("function", "--converse-lowering", help="function (custom node; TensorRT: the plugin) | matmul (plugin-free MatMuls, any runtime) | dft (plugin-free ONNX DFT: ONNX Runtime, TensorRT 11.2+) | auto (dft for TensorRT 11.2+, else matmul)."),
+    converse_lowering: str = typer.Option("auto", "--converse-lowering", help="auto (matmul: the fastest on ONNX Runtime and plugin-free on TensorRT; dft for TensorRT 11.2+) | function (custom node; TensorRT: the plugin) | matmul (plugin-free MatMuls, any runtime) | dft (plugin-free ONNX DFT: ONNX Runtime, TensorRT 11.2+). Only models with Converse2D."),
     target: str = typer.Option("auto", "--target", help="Runtime the file is for: ort (ONNX Runtime: fastest graph rewrites) | trt (only forms the TensorRT parser imports) | auto (trt with --format trt, --check-trt or a TensorRT Triton repository, else ort)."),
     trt_version: Optional[str] = typer.Option(None, "--trt-version", help="TensorRT version a trt file is for (picks --converse-lowering auto); default: --check-trt's, else the installed one.", rich_help_panel="TensorRT"),
     io: str = typer.Option("fp32", "--io", help="Input/output dtype: fp32 or fp16."),
     inline: bool = typer.Option(False, "--inline", help="Expand the custom nodes' functions into plain ONNX ops."),
     opset: int = typer.Option(20, "--opset", help="Default-domain opset (>= 20: Converse2D's function uses DFT)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
-    check_trt: Optional[str] = typer.Option(None, "--check-trt", help="Lint the ONNX for the TensorRT parser of this version: 10.3, 10.13 or 11 (exit 1 on any node it would refuse).", rich_help_panel="TensorRT"),
+    check_trt: Optional[str] = typer.Option(None, "--check-trt", help="Lint the ONNX for the TensorRT parser of this version (10.3 to 10.16, 11.0 to 11.5; exit 1 on any node it would refuse).", rich_help_panel="TensorRT"),
     save_prepared: Optional[Path] = typer.Option(None, "--save-prepared", help="With --check-trt or --format trt: also write the ONNX exactly as that TensorRT's parser gets it (TransposedAttention inlined; before 10.7 Converse2D's function removed): the file for trtexec.", rich_help_panel="TensorRT"),
     min_shape: Optional[str] = typer.Option(None, "--min-shape", help="trt: profile minimum NxCxHxW.", rich_help_panel="TensorRT"),
     opt_shape: Optional[str] = typer.Option(None, "--opt-shape", help="trt: profile optimum NxCxHxW.", rich_help_panel="TensorRT"),
@@ -171,14 +197,14 @@ def main(
     degrade: Optional[str] = typer.Option(None, "--degrade", help="int8: degradation SPEC of the calibration/search inputs (default: the preset's; 'none': clean).", rich_help_panel="INT8"),
     seed: int = typer.Option(0, "--seed", help="int8: seed of the crops and the degradation.", rich_help_panel="INT8"),
     psnr_budget: float = typer.Option(0.3, "--psnr-budget", help="int8: allowed task-PSNR drop (dB) on the search images.", rich_help_panel="INT8"),
-    fallback: str = typer.Option("fp16", "--fallback", help="int8: precision of what is not quantized: fp16 (TensorRT) or fp32 (ONNX Runtime CPU).", rich_help_panel="INT8"),
+    fallback: Optional[str] = typer.Option(None, "--fallback", help="int8: precision of what is not quantized: fp32 (ONNX Runtime CPU) or fp16 (TensorRT); default: the target's (fp16 with --format trt, --check-trt or --target trt, else fp32).", rich_help_panel="INT8"),
     search_dir: Optional[Path] = typer.Option(None, "--search-dir", help="int8: images of the sensitivity search (default: the calibration images).", rich_help_panel="INT8"),
     search_size: int = typer.Option(128, "--search-size", help="int8: crop size of the search images; 0 = full images.", rich_help_panel="INT8"),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="int8: layer (or node) kept out of INT8; repeat or comma-separate.", rich_help_panel="INT8"),
     quantize_ends: bool = typer.Option(False, "--quantize-ends", help="int8: also quantize the first and last conv (kept in higher precision by default).", rich_help_panel="INT8"),
     calib_cache: Optional[Path] = typer.Option(None, "--calib-cache", help="int8: JSON range cache, reused when model and settings match.", rich_help_panel="INT8"),
     no_search: bool = typer.Option(False, "--no-search", help="int8: skip the per-layer sensitivity and the greedy search.", rich_help_panel="INT8"),
-    triton_backend: str = typer.Option("tensorrt", "--backend", help="triton-repo: tensorrt (model.plan; MODEL may be a built engine) or onnxruntime (model.onnx).", rich_help_panel="Triton"),
+    triton_backend: str = typer.Option("auto", "--backend", help="triton-repo: tensorrt (model.plan; MODEL may be a built engine), onnxruntime (model.onnx) or auto (tensorrt for an engine or where TensorRT is usable, else onnxruntime).", rich_help_panel="Triton"),
     triton_release: Optional[str] = typer.Option(None, "--triton-release", help="triton-repo: Triton container release YY.MM; a plan built with another TensorRT is refused.", rich_help_panel="Triton"),
     max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", help="triton-repo: dynamic batching up to N (0: none; default 8, or the engine profile's batch).", rich_help_panel="Triton"),
     instances: int = typer.Option(1, "--instances", help="triton-repo: model instances per device (instance_group count).", rich_help_panel="Triton"),
@@ -190,6 +216,13 @@ def main(
     from restormer_deploy.export.onnx_export import ExportOptions
 
     try:
+        check_out(model, fmt, out_path, check_trt)
+        if fmt == "triton-repo":
+            from restormer_deploy.engines.triton.repository import resolve_backend
+
+            triton_backend, note = resolve_backend(triton_backend, model, instance_kind=instance_kind,
+                                                   triton_release=triton_release)
+            notice(note)
         target = resolve_target(target, fmt, check_trt, triton_backend)
         if save_prepared is not None and not (fmt == "trt" or check_trt):
             raise ValueError("--save-prepared needs --check-trt VERSION or --format trt (the parser it prepares for)")
@@ -198,6 +231,11 @@ def main(
         options = ExportOptions(precision=precision, converse_lowering=converse_lowering, io_fp16=(io == "fp16"),
                                 inline=inline, opset=opset, target=target,
                                 tensorrt=_trt_version(trt_version) if target == "trt" else None)
+        if precision == "int8" and fallback is None and not model.lower().endswith((".onnx", ".engine", ".plan")):
+            from restormer_deploy.calibration.options import default_fallback
+
+            fallback, note = default_fallback(target)
+            notice(note)
     except USER_ERRORS as exc:
         raise fail_from(exc)
     quantizer = _quantizer(
@@ -220,13 +258,10 @@ def main(
             export_triton(model, out_path, json_out=json_out, check_trt=check_trt, backend=triton_backend,
                           instance_kind=instance_kind, instances=instances, max_batch_size=max_batch_size,
                           model_name=model_name, triton_release=triton_release, with_preprocess=with_preprocess,
-                          overwrite=overwrite, build=build, export_onnx=partial(onnx_step, options=options))
+                          overwrite=overwrite, build=build,
+                          export_onnx=partial(onnx_step, options=options, title=f"ONNX for the Triton repository {out_path}"))
         export_trt(model, fmt=fmt, out_path=out_path, check_trt=check_trt, trt_version=trt_version,
                    save_prepared=save_prepared, json_out=json_out, build=build, options=options, export_onnx=onnx_step)
-    if fmt != "onnx":
-        raise fail(f"--format must be onnx, trt or triton-repo, got {fmt!r}")
-    if out_path is None or out_path.suffix != ".onnx":
-        raise fail(f"--out must end in .onnx, got {out_path}")
     export_onnx(model, out_path, weights=weights, options=options, quantizer=quantizer, json_out=json_out)
 
 

@@ -10,6 +10,11 @@ def _db(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _amax(values: dict) -> str:
+    known = [v for v in values.values() if v is not None]
+    return f"{max(known):.3g}" if known else "-"
+
+
 def print_int8_report(console: Console, report: dict, max_rows: int = 25) -> None:
     cal, psnr = report["calibration"], report["psnr"]
     summary = Table("", "", title="INT8 calibration and search")
@@ -31,11 +36,20 @@ def print_int8_report(console: Console, report: dict, max_rows: int = 25) -> Non
 
     layers = report["layers"]
     ranked = sorted(layers, key=lambda l: (l["precision"] == "int8", -(l["sensitivity_db"] or 0)))[:max_rows]
-    table = Table("layer", "op", "MACs %", "input |max|", "output |max|", "sensitivity dB", "precision",
-                  title=f"layers (kept ones and the most sensitive; all {len(layers)} in the JSON)")
+    table = Table(title=f"layers (kept ones and the most sensitive; all {len(layers)} in the JSON); "
+                        "drop: the task-PSNR loss with only that layer in INT8")
+    # Names are what --exclude takes: never cut to "node_Conv…". The other columns get fixed widths (one
+    # number per range: the largest of the layer's tensors, each in the JSON), the name the rest; a name
+    # longer than that folds onto a second line.
+    others = {"op": max([2, *(len(l["op"]) for l in ranked)]), "MACs %": 6, "input |max|": 7, "output |max|": 7,
+              "drop dB": 7, "precision": 9}
+    frame = 3 * (len(others) + 1) + 1  # a border and two padding spaces per column, and the last border
+    longest = max((len(l["name"]) for l in ranked), default=5)
+    table.add_column("layer", min_width=max(8, min(longest, console.width - frame - sum(others.values()))),
+                     overflow="fold")
+    for header, width in others.items():
+        table.add_column(header, max_width=width, overflow="fold")
     for l in ranked:
-        ins = ", ".join(f"{v:.3g}" for v in l["input_amax"].values() if v is not None) or "-"
-        outs = ", ".join(f"{v:.3g}" for v in l["output_amax"].values() if v is not None) or "-"
-        table.add_row(l["name"], l["op"], f"{100 * l['mac_share']:.2f}", ins[:30], outs[:30],
-                      _db(l["sensitivity_db"]), l["precision"])
+        table.add_row(l["name"], l["op"], f"{100 * l['mac_share']:.2f}", _amax(l["input_amax"]),
+                      _amax(l["output_amax"]), _db(l["sensitivity_db"]), l["precision"])
     console.print(table)

@@ -2,8 +2,9 @@
 
     python -m restormer_deploy.cli.lint_trt --version-for 10.3.0.30
 
-Prints the installed version itself, or the newest release the lint knows when it is newer; exit 2
-(one line on stderr) for a version before 10.3 or one that is not a version.
+Prints the installed version itself, or the newest release the lint knows when it is newer (with a
+note on stderr); exit 2 (one line on stderr, naming the known releases) for a version before 10.3,
+one that is no TensorRT release (10.99) or one that is not a version.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ def main(argv=None) -> int:
         print("usage: python -m restormer_deploy.cli.lint_trt --version-for VERSION", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        print(version_for(argv[1]))
+        chosen = version_for(argv[1])
     except BadInput as exc:
-        print(exc, file=sys.stderr)
+        print(exc, file=sys.stderr)  # scripts/verify_gpu.sh prefixes "error: "
         return EXIT_BAD_INPUT
+    if chosen != argv[1]:
+        print(f"note: TensorRT {argv[1]} is newer than the newest release the lint knows: linting for {chosen}",
+              file=sys.stderr)
+    print(chosen)
     return 0
 
 

@@ -11,11 +11,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, check_tiling, fail_from, out, run, write_json
-from restormer_deploy.engines.backends import BACKENDS, load_runner
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, ProgressLines, check_tiling, fail_from, out, run, write_json
+from restormer_deploy.engines.backends import BACKENDS, artifact_kind, load_runner
+from restormer_deploy.engines.export_cache import fast_runner
 from restormer_deploy.engines.restorer import Restorer, expand_inputs
 from restormer_deploy.engines.shard import parse_shard, shard_slice
 from restormer_deploy.restormer.degrade import SPEC_GRAMMAR, load_kernel, parse_degradation
+from restormer_deploy.restormer.presets import resolve
 
 EPILOG = f"""
 [bold]Examples[/]
@@ -30,17 +32,21 @@ EPILOG = f"""
 
   restore-run restormer-denoise-color --weights gaussian_color_denoising_blind.pth in.tif -o out/ --backend torch-cpu
 
-INPUT is a file, a folder (its images, sorted) or a glob. PNG/JPEG/BMP/TIFF, 8 or 16 bit, grey
-or RGB (converted to the model's channels; a grey input gives a grey output); the alpha channel is
-passed through unchanged (nearest-upscaled for super-resolution); EXIF orientation is applied.
+INPUT is a file, a folder (its images, sorted) or a glob. PNG/JPEG/BMP/TIFF, 8-bit grey or RGB;
+16 bit: grey PNG, grey or RGB TIFF (a 16-bit colour PNG is refused, as Pillow would cut it to 8
+bits: convert it to TIFF). Inputs are converted to the model's channels: a grey input gives a
+grey output; a grey model turns a colour input into luma (BT.601, noted in the table and the
+JSON). The alpha channel is passed through unchanged (nearest-upscaled for super-resolution); EXIF orientation is applied.
 Each output has the input's name, format and bit depth, in OUTDIR; existing outputs are skipped
 unless --overwrite; an input is never overwritten; files appear atomically.
 
 --degrade SPEC ({SPEC_GRAMMAR}) degrades each input first (a demo): both the degraded
 input (NAME_degraded.EXT) and the restored image are written, and PSNR/SSIM against the original
-are reported. --gt DIR scores against same-named ground-truth images instead.
+are reported. The model restores the degraded input as saved (clipped, rounded to the file's bit
+depth: SPEC+quantize of restore-eval), so restore-run on NAME_degraded with --gt gives the same
+scores. --gt DIR scores against same-named ground-truth images instead.
 
-Backends: {", ".join(BACKENDS)}; auto = ONNX Runtime TensorRT EP > CUDA EP > CPU for .onnx (as installed), TensorRT for .engine/.plan, CUDA > CPU for PyTorch.
+Backends: {", ".join(BACKENDS)}; auto = ONNX Runtime TensorRT EP > CUDA EP > CPU for .onnx (as installed), TensorRT for .engine/.plan; for a preset or checkpoint, its FP32 ONNX export on ONNX Runtime (CUDA EP when installed, else CPU), made on the first run, checked against PyTorch and cached in $RESTORE_CACHE_DIR or ~/.cache/restormer-deploy (docs/COMMANDS.md); PyTorch (CUDA > CPU) for blur-kernel models, when only PyTorch sees a GPU, or, with a notice, when no verified export can be made. --backend torch: always PyTorch.
 
 Exit status: 0 every image restored (or skipped); 2 when any image failed (bad input: the others are
 still processed, the failures listed) and on bad usage (unknown model, no inputs, bad option).
@@ -54,10 +60,10 @@ def main(
     model: str = typer.Argument(..., help="Preset, .safetensors checkpoint, .onnx model or TensorRT .engine/.plan."),
     inputs: List[str] = typer.Argument(..., help="Image files, folders or globs."),
     outdir: Path = typer.Option(..., "-o", "--out", help="Output folder (created if missing)."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Tile size in input pixels (default: whole image)."),
-    tile_overlap: int = typer.Option(32, "--tile-overlap", min=0, help="Overlap of neighbouring tiles (blended)."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=0, help="Tile size in input pixels; 0: the whole image. Default: the model's recommendation (preset default: 256), else the whole image, tiled automatically (with a notice) when it would not fit in memory."),
+    tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", min=0, help="Overlap of neighbouring tiles (blended), at most half the tile. Default: the model's (32)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Tiles per forward call."),
-    backend: str = typer.Option("auto", "--backend", help=f"One of {', '.join(BACKENDS)}."),
+    backend: str = typer.Option("auto", "--backend", help=f"One of {', '.join(BACKENDS)}. auto: the fastest verified one (a preset or checkpoint runs as a cached, verified ONNX export; see Backends below); torch: PyTorch."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights for a preset (.pth or .safetensors)."),
     degrade: Optional[str] = typer.Option(None, "--degrade", help=f"Demo: degrade each input first ({SPEC_GRAMMAR})."),
     kernel_file: Optional[str] = typer.Option(None, "--kernel", help="Blur kernel FILE[:INDEX] for non-blind deblurring models."),
@@ -89,7 +95,17 @@ def main(
             paths = shard_slice(paths, *parse_shard(shard))
         if outdir.exists() and not outdir.is_dir():
             raise ValueError(f"-o {outdir}: exists and is not a folder")
-        runner = load_runner(model, backend, weights=weights, threads=threads)
+        if artifact_kind(model) == "torch":  # the model's smallest tile, before a first run's export
+            spec = resolve(model)
+            check_tiling(tile, tile_overlap, spec.pad_multiple, spec.tile)
+        if backend == "auto" and artifact_kind(model) == "torch":  # engines/export_cache.py
+            with out.status(f"{model}: preparing its verified ONNX export (exported once, then reused) ..."):
+                runner, notice = fast_runner(model, weights=weights, threads=threads)
+            if notice:
+                out.print(notice, highlight=False, markup=False, soft_wrap=True)
+        else:
+            runner = load_runner(model, backend, weights=weights, threads=threads)
+        check_tiling(tile, tile_overlap, runner.spec.pad_multiple, runner.spec.tile)  # the model's smallest tile
         if runner.spec.in_channels not in (1, 3):
             raise ValueError(f"{runner.spec.name} takes {runner.spec.in_channels} channels: restore-run handles grey/RGB models")
         runner.activate()
@@ -97,10 +113,13 @@ def main(
     except USER_ERRORS as exc:  # a backend that cannot run the model is bad usage here, whatever its own code
         raise fail_from(exc, code=EXIT_BAD_INPUT)
 
-    out.print(f"[bold]{runner.spec.name}[/] on {runner.describe()}: {len(paths)} image(s) -> {outdir}"
-              + (f", tiles {tile} overlap {tile_overlap}" if tile else ""))
+    missing = sum(not p.exists() for p in paths)  # kept by expand_inputs: they fail as items
+    out.print(f"[bold]{runner.spec.name}[/] on {runner.describe()}: {len(paths) - missing} image(s)"
+              + (f" and {missing} missing" if missing else "") + f" -> {outdir}"
+              + Restorer.describe_tiling(runner.spec, tile, tile_overlap))
     restorer = Restorer(runner, outdir=outdir, tile=tile, overlap=tile_overlap, batch=batch, degradation=degradation,
-                        kernel=kernel, seed=seed, gt_dir=gt, overwrite=overwrite, max_pixels=max_pixels)
+                        kernel=kernel, seed=seed, gt_dir=gt, overwrite=overwrite, max_pixels=max_pixels,
+                        on_notice=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
     restorer.plan(paths)
     items = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -108,17 +127,26 @@ def main(
         with Progress(*columns, console=out, transient=True) as progress:
             task = progress.add_task("restoring", total=len(paths))
             tiles = progress.add_task("  tiles", total=1, visible=False)
+            lines = ProgressLines("restoring", len(paths))  # in logs, where the bar is not shown
+            tile_lines = None
 
             def on_tile(done, total):
+                nonlocal tile_lines
                 progress.update(tiles, completed=done, total=total, visible=total > 1)
+                if total > 1 and (tile_lines is None or tile_lines.total != total):
+                    tile_lines = ProgressLines(f"  {path.name}: tile", total, unit="tile", ends=False)
+                if tile_lines is not None:
+                    tile_lines.update(done)
             for path in paths:
                 progress.update(task, description=path.name)
+                tile_lines = None
                 item = restorer.restore(path, on_tile=on_tile)
                 items.append(item)
                 if item.status == "error":
                     progress.console.print(f"[red]error:[/] {path}: {item.error}", highlight=False, soft_wrap=True)
                 progress.update(tiles, visible=False)
                 progress.advance(task)
+                lines.advance()
     finally:
         runner.deactivate()
 
@@ -127,12 +155,15 @@ def main(
         colour = {"ok": "green", "skipped": "yellow", "error": "red"}[it.status]
         table.add_row(Path(it.input).name, f"[{colour}]{it.status}[/]", f"{it.seconds:.2f}",
                       f"{it.psnr:.2f}" if it.psnr is not None else "", f"{it.ssim:.4f}" if it.ssim is not None and math.isfinite(it.ssim) else "",
-                      it.error or "")
+                      it.error or it.extra.get("note", ""))
     counts = {s: sum(it.status == s for it in items) for s in ("ok", "skipped", "error")}
     scored = [it.psnr for it in items if it.psnr is not None and math.isfinite(it.psnr)]
+    ssims = [it.ssim for it in items if it.psnr is not None and it.ssim is not None and math.isfinite(it.ssim)]
     if scored:
-        table.add_row("[bold]mean[/]", "", "", f"{np.mean(scored):.2f}", "", "")
+        table.add_row("[bold]mean[/]", "", "", f"{np.mean(scored):.2f}", f"{np.mean(ssims):.4f}" if ssims else "", "")
     out.print(table)
+    if degradation is not None:  # what was restored: the saved NAME_degraded file, not the float of the papers
+        out.print(f"protocol: {degradation.as_saved().protocol(degrade)}", highlight=False)
     out.print(f"{counts['ok']} restored, {counts['skipped']} skipped, {counts['error']} failed")
     if json_out:
         summary = {

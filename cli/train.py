@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.markup import escape
 from rich.text import Text
 
-from restormer_deploy.cli.common import USER_ERRORS, console, fail_from, out, run, set_threads
+from restormer_deploy.cli.common import USER_ERRORS, ProgressLines, console, fail_from, out, run, set_threads
 from restormer_deploy.restormer.presets import PRESETS
 from restormer_deploy.restormer.train import Hooks, load_config, train
 from restormer_deploy.restormer.train.config import valid_keys
@@ -44,6 +44,9 @@ EPILOG = f"""
 
 Run folder (run_dir): config.json, log.jsonl, last.safetensors + last.json, last.state.pt (resume state),
 best.safetensors + best.json. Ctrl-C saves a checkpoint first. The .safetensors load with restore-eval.
+init_weights is a weights file or a preset name (its shipped or official weights, e.g. init_weights=default).
+Output that is not a terminal (a log) gets the loss every train.log_every iterations and a progress
+line (iterations, it/s, ETA) every 30 s ($RESTORE_PROGRESS_INTERVAL) instead of the bar.
 
 Exit status: 0 success; 2 on bad usage or input (missing folder, unknown key, wrong resume state); 130 interrupted.
 """
@@ -65,6 +68,7 @@ class ProgressHooks(Hooks):
                    TimeElapsedColumn(), TimeRemainingColumn()]
         self.progress = Progress(*columns, console=out, transient=False)
         self.task = None
+        self.lines = None  # in logs, where the bar is not shown
 
     def info(self, message):
         out.print(message, highlight=False)
@@ -75,9 +79,11 @@ class ProgressHooks(Hooks):
     def start(self, first, total):
         self.progress.start()
         self.task = self.progress.add_task("training", total=total, completed=first, loss=float("nan"), lr=0.0)
+        self.lines = ProgressLines("training", total, unit="it", start=first)
 
     def step(self, it, loss, lr):
         self.progress.update(self.task, completed=it, loss=loss, lr=lr)
+        self.lines.update(it)
 
     def record(self, rec):
         if "val_psnr" in rec:

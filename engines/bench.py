@@ -9,9 +9,11 @@ FLOPs are counted with torch.utils.flop_counter on the PyTorch model of the same
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -109,21 +111,27 @@ def _reference_spec(runner, reference: str | None) -> ModelSpec | None:
 # --------------------------------------------------------------------------- one artefact
 
 
-def _timed_runs(runner, x, kernel, *, warmup: int, iters: int) -> list[float]:
-    for _ in range(warmup):
+def _timed_runs(runner, x, kernel, *, warmup: int, iters: int, on_run=None) -> list[float]:
+    for i in range(warmup):
         runner.run(x, kernel)
+        if on_run:
+            on_run(i + 1, warmup + iters)
     times = []
-    for _ in range(iters):
+    for i in range(iters):
         t0 = time.perf_counter()
         runner.run(x, kernel)
         times.append(time.perf_counter() - t0)
+        if on_run:  # outside the timed span
+            on_run(warmup + i + 1, warmup + iters)
     return times
 
 
 def bench_one(artifact: str, backend: str = "auto", *, size: tuple[int, int], batch: int = 1, warmup: int = 2,
-              iters: int = 10, threads: int | None = None, reference: str | None = None) -> BenchRow:
+              iters: int = 10, threads: int | None = None, reference: str | None = None,
+              on_run: Callable[[int, int], None] | None = None) -> BenchRow:
     """Load ``artifact`` on ``backend`` and measure it on a random (batch, C, H, W) input padded to
-    the model's multiple; FLOPs on ``reference`` (default: the preset of the metadata)."""
+    the model's multiple; FLOPs on ``reference`` (default: the preset of the metadata).
+    ``on_run(done, total)`` is called after each warm-up and timed run."""
     h, w = size
     reset = reset_peak()
     base = current_rss_mb() if reset else peak_rss_mb()
@@ -134,20 +142,20 @@ def bench_one(artifact: str, backend: str = "auto", *, size: tuple[int, int], ba
     x = np.random.default_rng(0).random((batch, spec.in_channels, ph, pw), dtype=np.float32)
     kernel = np.full((1, 1, 7, 7), 1 / 49, np.float32) if spec.needs_kernel else None
     with runner:
-        times = _timed_runs(runner, x, kernel, warmup=warmup, iters=iters)
+        times = _timed_runs(runner, x, kernel, warmup=warmup, iters=iters, on_run=on_run)
         peak = peak_rss_mb() - base
     ms = np.array(times) * 1000
     median, p90 = float(np.median(ms)), float(np.percentile(ms, 90))
     row = BenchRow(
         artifact=artifact, backend=runner.name, precision=runner.precision, size=f"{h}x{w}", batch=batch,
-        median_ms=round(median, 3), p90_ms=round(p90, 3), images_per_s=round(batch * 1000 / median, 3),
-        mpix_per_s=round(batch * h * w / 1e6 * 1000 / median, 3), peak_mem_mb=round(max(peak, 0.0), 1))
+        median_ms=round(median, 3), p90_ms=round(p90, 3), images_per_s=batch * 1000 / median,
+        mpix_per_s=batch * h * w / 1e6 * 1000 / median, peak_mem_mb=round(max(peak, 0.0), 1))
     ref_spec = _reference_spec(runner, reference)
     if ref_spec is not None:
         flops = count_flops(ref_spec, (batch, spec.in_channels, ph, pw))
         if flops:
             row.gflops = round(flops / 1e9, 3)
-            row.gflop_per_s = round(flops / 1e9 * 1000 / median, 2)
+            row.gflop_per_s = flops / 1e9 * 1000 / median
     return row
 
 
@@ -156,11 +164,30 @@ _COLUMNS = {"artifact": "artifact", "backend": "backend", "precision": "precisio
             "peak_mem_mb": "peak MB", "gflops": "GFLOPs", "gflop_per_s": "GFLOP/s"}
 
 
+_RATES = ("images_per_s", "mpix_per_s", "gflop_per_s")  # shown to 3 significant figures (--json: full)
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant figures without an exponent: 0.000384, 0.0412, 12.3, 1234."""
+    if value == 0 or not math.isfinite(value):
+        return str(value)
+    value = float(f"{value:.{digits - 1}e}")  # rounded first: 0.9996 -> 1.00, not 1.000
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    return f"{value:.{decimals}f}"
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key == "artifact":
+        return Path(str(value)).name
+    return significant(value) if key in _RATES else str(value)
+
+
 def markdown(rows: list[BenchRow]) -> str:
     """The rows as a markdown table (the artefact by its file name; '-' for what was not measured)."""
     lines = ["| " + " | ".join(_COLUMNS.values()) + " |", "|" + "|".join(["---"] * len(_COLUMNS)) + "|"]
     for r in rows:
-        values = {k: getattr(r, k) for k in _COLUMNS}
-        cells = [Path(str(v)).name if k == "artifact" else ("-" if v is None else str(v)) for k, v in values.items()]
+        cells = [_cell(k, getattr(r, k)) for k in _COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

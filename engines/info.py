@@ -161,6 +161,27 @@ def _read_engine(path: Path) -> tuple[dict, list[str]]:
     return meta, problems
 
 
+def checkpoint_description(path: Path, spec) -> str | None:
+    """What a checkpoint of ours is, from its JSON config: None for the shipped weights (the
+    preset's description holds), else e.g. "checkpoint of preset default (iteration 20, validation
+    PSNR 24.31 dB, SSIM 0.6412), not the shipped weights". The config copies the preset's
+    description, which would call a user's run "trained by this project"."""
+    from restormer_deploy.restormer.checkpoints import read_checkpoint_config
+    from restormer_deploy.restormer.presets import ASSETS
+
+    if path.resolve().parent == ASSETS:
+        return None
+    config = read_checkpoint_config(path)
+    facts = []
+    if isinstance(config.get("iteration"), int):
+        facts.append(f"iteration {config['iteration']}")
+    val = config.get("val") if isinstance(config.get("val"), dict) else {}
+    if isinstance(val.get("val_psnr"), (int, float)):
+        facts.append(f"validation PSNR {val['val_psnr']:.2f} dB"
+                     + (f", SSIM {val['val_ssim']:.4f}" if isinstance(val.get("val_ssim"), (int, float)) else ""))
+    return f"checkpoint of preset {spec.name}" + (f" ({', '.join(facts)})" if facts else "") + ", not the shipped weights"
+
+
 def _read_torch(artifact: str) -> tuple[dict, str | None, list[str]]:
     from restormer_deploy.restormer.presets import official_weights, resolve
 
@@ -169,7 +190,10 @@ def _read_torch(artifact: str) -> tuple[dict, str | None, list[str]]:
     problems = []
     if weights is None or not weights.is_file():
         problems.append(f"weights not found: {weights} (pass --weights to the other commands)")
-    return dict(spec.to_json()), str(weights) if weights else None, problems
+    metadata = dict(spec.to_json())
+    if Path(artifact).suffix == ".safetensors":
+        metadata["description"] = checkpoint_description(Path(artifact), spec) or spec.description
+    return metadata, str(weights) if weights else None, problems
 
 
 def ort_session_problems(path: str) -> list[str]:

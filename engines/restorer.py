@@ -24,7 +24,7 @@ from restormer_deploy.restormer.fileio import check_output_folder
 from restormer_deploy.restormer.imageio import (IMAGE_EXTENSIONS, list_images, read_icc_profile, read_image, read_image_alpha,
                                storable_path, write_image)
 from restormer_deploy.restormer.metrics import PSNR_CAP, task_scores
-from restormer_deploy.restormer.tiling import restore_array
+from restormer_deploy.restormer.tiling import Tiling, choose_tiling, restore_array
 
 # What fails one item (and not the batch): bad files, runtime errors of the backend, memory.
 ITEM_ERRORS = (ValueError, OSError, RuntimeError, MemoryError)
@@ -58,10 +58,21 @@ class ItemError(BadInput):
     """One image failed; the message is one line."""
 
 
+GREY_MODEL_NOTE = "grey model: colour input converted to luma (BT.601)"
+
+
+def missing_reason(text: str) -> str:
+    """Why a path given as an input is not there, in the words of its form."""
+    if text.endswith(("/", os.sep)):
+        return "no such folder"
+    return "no such file" if Path(text).suffix.lower() in IMAGE_EXTENSIONS else "no such file or folder"
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files, folders (their images) and globs, in order, without duplicates; missing files are kept
-    (they fail as items)."""
+    (they fail as items, "no such file"), unless nothing given exists: then BadInput, before any work."""
     found: list[Path] = []
+    missing: list[str] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
@@ -73,6 +84,9 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
                          and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
         else:
             found.append(path)
+            missing.append(text)
+    if missing and len(missing) == len(found):
+        raise BadInput("; ".join(f"{missing_reason(text)}: {text}" for text in missing))
     seen, unique = set(), []
     for p in found:
         key = os.path.abspath(p)
@@ -128,18 +142,36 @@ class _Job:
 
 
 class Restorer:
-    """Restores files with an activated runner into ``outdir``."""
+    """Restores files with an activated runner into ``outdir``.
 
-    def __init__(self, runner, *, outdir: Path, tile: int | None = None, overlap: int = 32, batch: int = 1,
+    ``tile``: None for the model's recommended tiling (``restormer_deploy.restormer.tiling.choose_tiling``,
+    per image: automatic tiles when the whole image would not fit in memory), 0 for the whole image,
+    N for tiles of N; ``overlap`` None for the model's. ``on_notice(line)`` gets each distinct notice
+    of the choice once (automatic tiling, a whole image that may not fit); the tiling used is in
+    ``Item.extra`` (tile: null for the whole image)."""
+
+    def __init__(self, runner, *, outdir: Path, tile: int | None = None, overlap: int | None = None, batch: int = 1,
                  degradation: Degradation | None = None, kernel: np.ndarray | None = None, seed: int = 0,
-                 gt_dir: Path | None = None, overwrite: bool = False, max_pixels: int | None = None):
+                 gt_dir: Path | None = None, overwrite: bool = False, max_pixels: int | None = None,
+                 on_notice=None):
         self.runner, self.spec = runner, runner.spec
         self.tile, self.overlap, self.batch = tile, overlap, batch
+        self.on_notice, self.notices = on_notice, set()
         self.degradation, self.kernel, self.seed = degradation, kernel, seed
         self.gt_dir, self.outdir, self.overwrite = gt_dir, Path(outdir), overwrite
         self.max_pixels = max_pixels  # None: the module's limit ($RESTORE_MAX_PIXELS or 200 MP)
         self.inputs: set[str] = set()
         self.conflicts: dict[Path, str] = {}
+
+    @staticmethod
+    def describe_tiling(spec, tile: int | None, overlap: int | None) -> str:
+        """What a Restorer with ``tile``/``overlap`` does, for a header line: ', tiles 256 overlap 32 (...)' or ''."""
+        if tile == 0:
+            return ", whole images"
+        choice = choose_tiling(spec, 1, 1, tile, overlap)  # a tile given or recommended does not depend on the image
+        if choice.reason not in ("requested", "model"):  # per image (automatic tiles come with a notice)
+            return ""
+        return f", tiles {choice.tile} overlap {choice.overlap}" + (" (the model's; --tile 0: whole)" if tile is None else "")
 
     def outputs(self, path: Path) -> list[Path]:
         """Every file restoring ``path`` writes: the result, and with --degrade the degraded input."""
@@ -193,10 +225,12 @@ class Restorer:
             item.status = "skipped"
             item.error = f"output exists: {', '.join(existing)} (use --overwrite)"
             return
+        if not path.exists():
+            raise ItemError(missing_reason(str(path)))
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise ItemError(f"{path}: not an image file type ({', '.join(IMAGE_EXTENSIONS)})")
         job = self._prepare(path, item)
-        result = self._run(job, on_tile)
+        result = self._run(job, on_tile, self._tiling(job, item))
         alpha = job.alpha
         if alpha is not None and self.spec.scale > 1:
             alpha = np.repeat(np.repeat(alpha, self.spec.scale, 0), self.spec.scale, 1)
@@ -216,6 +250,8 @@ class Restorer:
                    kernel=self.kernel)
         model_img = img if job.in_channels == spec.in_channels else (
             np.repeat(img, 3, axis=2) if spec.in_channels == 3 else _grey(img))
+        if job.in_channels == 3 and spec.in_channels == 1:
+            item.extra["note"] = GREY_MODEL_NOTE
         if self.degradation is None:
             job.x = model_img.transpose(2, 0, 1).astype(np.float32)
             job.x /= np.float32(_peak(job.dtype))
@@ -232,9 +268,21 @@ class Restorer:
         degraded_path = storable_path(self.outdir / f"{path.stem}_degraded{path.suffix}", degraded)
         self._write(degraded_path, degraded, None, job.icc)
         item.extra["degraded"] = str(degraded_path)
+        # Restore what was saved (clipped, rounded): a re-run on NAME_degraded gives the same scores.
+        job.x = degraded.transpose(2, 0, 1).astype(np.float32)
+        job.x /= np.float32(_peak(job.dtype))
         return job
 
-    def _run(self, job: _Job, on_tile) -> np.ndarray:
+    def _tiling(self, job: _Job, item: Item) -> Tiling:
+        tiling = choose_tiling(self.spec, *job.x.shape[-2:], self.tile, self.overlap)
+        item.extra.update(tile=tiling.tile, tile_overlap=tiling.overlap if tiling.tile else None, tiling=tiling.reason)
+        if tiling.notice and tiling.notice not in self.notices:
+            self.notices.add(tiling.notice)
+            if self.on_notice:
+                self.on_notice(tiling.notice)
+        return tiling
+
+    def _run(self, job: _Job, on_tile, tiling: Tiling) -> np.ndarray:
         """The model on the job's input (tiled); the uint HxWxC result, grey for a grey input."""
         spec = self.spec
         if spec.needs_kernel and job.kernel is None:
@@ -244,7 +292,7 @@ class Restorer:
             return self.runner.run(t, job.kernel) if spec.needs_kernel else self.runner.run(t)
 
         x, job.x = job.x, None
-        y = restore_array(fn, spec, x, tile=self.tile, overlap=self.overlap, batch=self.batch, on_tile=on_tile)
+        y = restore_array(fn, spec, x, tile=tiling.tile, overlap=tiling.overlap, batch=self.batch, on_tile=on_tile)
         del x
         if not np.isfinite(y).all():
             bad = int((~np.isfinite(y)).sum())

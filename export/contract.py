@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from restormer_deploy.restormer.errors import BadInput
-from restormer_deploy.restormer.presets import PRESETS, ModelSpec
+from restormer_deploy.restormer.presets import PRESETS, ModelSpec, tiling_error
 
 # --------------------------------------------------------------------------- ONNX
 
@@ -26,6 +26,9 @@ PLUGIN_OPS = {"Converse2D": {"plugin_namespace": "restormer", "plugin_version": 
 # metadata_props of every exported file, in this order
 METADATA_KEYS = ("architecture", "preset", "task", "scale", "in_channels", "out_channels", "value_range",
                  "pad_multiple", "precision", "tool_version", "source_sha256")
+# optional metadata: the model's recommended tiling ("none": whole images). Files written before it
+# was added lack it and get their preset's.
+OPTIONAL_METADATA_KEYS = ("tile", "tile_overlap")
 SPEC_KEYS = ("in_channels", "out_channels", "scale", "pad_multiple")  # the integers a runner needs
 # the sidecar of a TensorRT engine: the metadata keys plus these
 ENGINE_KEYS = ("tensorrt_version", "gpu", "compute_capability", "profile", "plugin_sha256", "onnx_sha256")
@@ -119,6 +122,25 @@ def spec_from_metadata(props: dict, source: str) -> tuple[ModelSpec, str]:
     spec = ModelSpec(
         name=preset or Path(source).stem, architecture=arch, task=str(props.get("task", "")),
         config=dict(base.config) if base else {}, needs_kernel=needs_kernel, weights=None,
-        degrade=base.degrade if base else None, **ints,
+        degrade=base.degrade if base else None, **ints, **_tiling_from_metadata(props, source, base, ints["pad_multiple"]),
     )
     return spec, str(props.get("precision", "fp32"))
+
+
+def tiling_metadata(spec: ModelSpec) -> dict[str, str]:
+    """The optional metadata of the spec's recommended tiling (``OPTIONAL_METADATA_KEYS``)."""
+    return {"tile": str(spec.tile) if spec.tile else "none", "tile_overlap": str(spec.tile_overlap)}
+
+
+def _tiling_from_metadata(props: dict, source: str, base: ModelSpec | None, pad_multiple: int) -> dict:
+    if "tile" not in props:  # written before the key existed
+        return {"tile": base.tile, "tile_overlap": base.tile_overlap} if base else {}
+    text, overlap_text = str(props["tile"]).strip().lower(), str(props.get("tile_overlap", "32"))
+    try:
+        tile, overlap = (None if text == "none" else int(text)), int(overlap_text)
+    except ValueError:
+        raise ContractError(f"{source}: bad tile metadata {props['tile']!r}/{overlap_text!r} (an integer or none)") from None
+    problem = "tile 0 is not a tile size" if tile == 0 else tiling_error(tile, overlap, pad_multiple)
+    if problem:
+        raise ContractError(f"{source}: metadata {problem}")
+    return {"tile": tile, "tile_overlap": overlap}

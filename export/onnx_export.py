@@ -46,6 +46,7 @@ class ExportResult:
     nodes: dict = field(default_factory=dict)
     seconds: float = 0.0
     int8: dict | None = None  # the calibration / sensitivity report of an int8 export
+    converse2d: int = 0  # Converse2D solves the lowering applied to (0: the model has none)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -174,6 +175,7 @@ def export(model: str, out: str | os.PathLike, *, weights: str | os.PathLike | N
     lowering = resolve_lowering(options.converse_lowering, spec, target=options.target, tensorrt=options.tensorrt)
     options = dataclasses.replace(options, converse_lowering=lowering)
     graph = prepare(trace(net, spec, opset=options.opset), optimize=options.optimize, target=options.target)
+    converse2d = node_counts(graph).get("restormer::Converse2D", 0)
     quantized = quantizer(graph, spec, net) if quantizer is not None else None
     onnx_model = finish(quantized or graph, spec, options, source_sha256=_source_sha256(spec, weights))
     max_abs, psnr = write_verified(out, onnx_model, net, spec, precision=options.precision, size=options.verify_size)
@@ -181,4 +183,4 @@ def export(model: str, out: str | os.PathLike, *, weights: str | os.PathLike | N
         quantized.on_accept()
     return ExportResult(path=str(out), precision=options.precision, converse_lowering=lowering, max_abs_err=max_abs,
                         psnr_vs_torch=psnr, nodes=node_counts(onnx_model), seconds=time.perf_counter() - t0,
-                        int8=quantized.report if quantized is not None else None)
+                        int8=quantized.report if quantized is not None else None, converse2d=converse2d)

@@ -7,8 +7,8 @@ writes the verified file):
 2. ``apply_passes``: the precision and lowering passes (FP16, constant-kernel marks, Converse2D
    lowering, the class hierarchy dropped, inlining), on the FP32 graph or on a quantizer's Q/DQ graph
    alike, so that a new pass is added once.
-3. ``set_metadata``: the contract's metadata keys (``restormer_deploy.export.contract.METADATA_KEYS``) plus a
-   quantizer's own.
+3. ``set_metadata``: the contract's metadata keys (``restormer_deploy.export.contract.METADATA_KEYS``), the
+   optional ones (``OPTIONAL_METADATA_KEYS``: the recommended tiling) and a quantizer's own.
 
 INT8 is a ``Quantizer`` (``restormer_deploy.calibration.int8.Int8Quantizer``): it takes the FP32 graph and returns the
 Q/DQ graph; the exporter never calls calibration, calibration never calls the exporter.
@@ -16,7 +16,10 @@ Q/DQ graph; the exporter never calls calibration, calibration never calls the ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +27,7 @@ import onnx
 import onnx.inliner
 import torch
 
+from restormer_deploy.export.contract import tiling_metadata
 from restormer_deploy.export.fp16 import convert_to_fp16
 from restormer_deploy.export.functions import ONNX_OPSET, attach_functions, mark_constant_kernels
 from restormer_deploy.export.lowering import lower_converse2d
@@ -89,6 +93,42 @@ def example_inputs(spec: ModelSpec, size: int, batch: int = 2) -> tuple[torch.Te
     return (x,)
 
 
+# Third-party notices that every trace printed and a user can do nothing about (issue 19): the
+# exporter's registry logs one line per torchvision op it skips, and torch's own pytree code warns
+# about its own deprecated API. Silenced only around the trace; anything else still shows.
+_QUIET_LOGS = {"torch.onnx._internal.exporter._registration": "torchvision is not installed"}
+_QUIET_WARNINGS = (
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # two inputs share the batch Dim on purpose (image and kernel): torch notes it keeps one name
+    (UserWarning, r"# The axis name: \w+ will not be used, since it shares the same shape constraints"),
+)
+
+
+class _DropPrefix(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+@contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence the known third-party notices of ``torch.onnx.export`` (``_QUIET_LOGS``, ``_QUIET_WARNINGS``)."""
+    filters = [(logging.getLogger(name), _DropPrefix(prefix)) for name, prefix in _QUIET_LOGS.items()]
+    for logger, drop in filters:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for category, message in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            yield
+    finally:
+        for logger, drop in filters:
+            logger.removeFilter(drop)
+
+
 def trace(net: torch.nn.Module, spec: ModelSpec, *, opset: int = ONNX_OPSET) -> onnx.ModelProto:
     """Dynamo export with dynamic batch, height and width; custom nodes, no functions yet."""
     if opset < ONNX_OPSET:
@@ -100,10 +140,11 @@ def trace(net: torch.nn.Module, spec: ModelSpec, *, opset: int = ONNX_OPSET) -> 
     size = max(32, 4 * spec.pad_multiple)
     names = ["input", "kernel"] if spec.needs_kernel else ["input"]
     dynamic = (image, {0: batch}) if spec.needs_kernel else (image,)
-    program = torch.onnx.export(
-        net, example_inputs(spec, size), dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
-        input_names=names, output_names=["output"], optimize=True, verbose=False,
-    )
+    with quiet_exporter():
+        program = torch.onnx.export(
+            net, example_inputs(spec, size), dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
+            input_names=names, output_names=["output"], optimize=True, verbose=False,
+        )
     model = program.model_proto
     model.ir_version = min(model.ir_version, ORT_IR_VERSION)
     return model
@@ -157,7 +198,8 @@ def apply_passes(model: onnx.ModelProto, *, precision: str, converse_lowering: s
 
 def set_metadata(model: onnx.ModelProto, spec: ModelSpec, precision: str, source_sha256: str, *,
                  extra: dict[str, str] | None = None) -> None:
-    """The contract's keys (``restormer_deploy.export.contract.METADATA_KEYS``, in that order), then ``extra``."""
+    """The contract's keys (``restormer_deploy.export.contract.METADATA_KEYS``, in that order), the optional
+    tiling keys, then ``extra``."""
     props = {
         "architecture": spec.architecture,
         "preset": spec.name,
@@ -170,6 +212,7 @@ def set_metadata(model: onnx.ModelProto, spec: ModelSpec, precision: str, source
         "precision": precision,
         "tool_version": tool_version,
         "source_sha256": source_sha256,
+        **tiling_metadata(spec),
         **(extra or {}),
     }
     del model.metadata_props[:]

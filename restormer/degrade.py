@@ -6,6 +6,10 @@ SPEC grammar (SIGMA on the 0-255 scale, float >= 0; SCALE an integer >= 2)::
     sr:SCALE                             MATLAB bicubic downsampling, PSNR on Y, SCALE px shaved
     blur:KERNELFILE[:INDEX][+noise:SIGMA]  circular blur of the uint8 image, then noise (default 0)
 
+Any SPEC may end in ``+quantize``: the network input is then clipped to [0, 1] and rounded to the
+image's bit depth, as in a degraded image saved to a file (real noisy files are clipped 8-bit
+images). Without it the input stays float, unclipped: the papers' protocol.
+
 KERNELFILE is .npy, .mat (MATLAB v5 or v7.3, key ``kernels``) or .png. INDEX is a 0-based index
 into the file's stack of kernels (axis 0 of a 3-D .npy; the MATLAB cell ``kernels{INDEX+1}``);
 files holding a single kernel need no INDEX.
@@ -13,6 +17,7 @@ files holding a single kernel need no INDEX.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -23,7 +28,8 @@ import numpy as np
 import scipy.io
 from scipy import ndimage
 
-SPEC_GRAMMAR = "noise:SIGMA | sr:SCALE | blur:KERNELFILE[:INDEX][+noise:SIGMA]"
+SPEC_GRAMMAR = "noise:SIGMA | sr:SCALE | blur:KERNELFILE[:INDEX][+noise:SIGMA], optionally ending in +quantize"
+QUANTIZE = "+quantize"
 
 # --------------------------------------------------------------------------- MATLAB imresize
 
@@ -220,7 +226,10 @@ def _to_float(img: np.ndarray) -> np.ndarray:
 
 
 class Degradation:
-    """Base class: ``apply(gt, seed) -> Sample`` and ``describe() -> str``."""
+    """Base class: ``apply(gt, seed) -> Sample`` and ``describe() -> str``. Subclasses are dataclasses
+    with a ``quantize`` field (the SPEC's ``+quantize``)."""
+
+    quantize: bool = False
 
     def apply(self, gt: np.ndarray, seed: int) -> Sample:
         raise NotImplementedError
@@ -228,30 +237,53 @@ class Degradation:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def as_saved(self) -> "Degradation":
+        """The same degradation with the input quantized as a saved file is."""
+        return dataclasses.replace(self, quantize=True)
+
+    def protocol(self, spec: str) -> str:
+        """The label of what the network gets: the papers' float input or a saved file's."""
+        base = spec.strip().removesuffix(QUANTIZE)
+        if self.quantize:
+            return f"{base}{QUANTIZE}, input clipped and rounded to the image's bit depth (as saved files)"
+        return f"{base}, unclipped float input (the papers' protocol; {base}{QUANTIZE} scores saved files)"
+
+    def _input(self, lq: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        if not self.quantize:
+            return lq
+        peak = 255.0 if gt.dtype == np.uint8 else 65535.0
+        return _to_float(np.rint(np.clip(lq, 0, 1) * peak).astype(gt.dtype))
+
+    def _quantized_note(self) -> str:
+        return ", input clipped and rounded to the image's bit depth" if self.quantize else ""
+
 
 @dataclass(frozen=True)
 class GaussianNoise(Degradation):
     sigma: float
+    quantize: bool = False
 
     def apply(self, gt, seed):
         gt = _as_hwc(gt)
-        return Sample(add_gaussian_noise(_to_float(gt), self.sigma, seed), gt, None, 0, False)
+        return Sample(self._input(add_gaussian_noise(_to_float(gt), self.sigma, seed), gt), gt, None, 0, False)
 
     def describe(self):
-        return f"Gaussian noise sigma {self.sigma:g}/255, unclipped, seeded per image"
+        clipping = "clipped and rounded to the image's bit depth" if self.quantize else "unclipped"
+        return f"Gaussian noise sigma {self.sigma:g}/255, {clipping}, seeded per image"
 
 
 @dataclass(frozen=True)
 class BicubicSR(Degradation):
     scale: int
+    quantize: bool = False
 
     def apply(self, gt, seed):
         gt = modcrop(_as_hwc(gt), self.scale)
         lq = imresize(_to_float(gt), 1 / self.scale)
-        return Sample(lq, gt, None, self.scale, gt.shape[2] == 3)
+        return Sample(self._input(lq, gt), gt, None, self.scale, gt.shape[2] == 3)
 
     def describe(self):
-        return f"bicubic x{self.scale} (MATLAB imresize), PSNR/SSIM on Y, {self.scale} px shaved"
+        return f"bicubic x{self.scale} (MATLAB imresize){self._quantized_note()}, PSNR/SSIM on Y, {self.scale} px shaved"
 
 
 @dataclass(frozen=True)
@@ -260,16 +292,17 @@ class BlurNoise(Degradation):
     index: int | None
     sigma: float
     kernel: np.ndarray = field(compare=False, repr=False)
+    quantize: bool = False
 
     def apply(self, gt, seed):
         gt = modcrop(_as_hwc(gt), 8)
         lq = add_gaussian_noise(_to_float(blur_wrap(gt, self.kernel)), self.sigma, seed)
-        return Sample(lq, gt, self.kernel.astype(np.float32), 1, False)
+        return Sample(self._input(lq, gt), gt, self.kernel.astype(np.float32), 1, False)
 
     def describe(self):
         at = "" if self.index is None else f"[{self.index}]"
         return (f"circular blur with {Path(self.kernel_file).name}{at} "
-                f"({self.kernel.shape[0]}x{self.kernel.shape[1]}), noise sigma {self.sigma:g}/255, "
+                f"({self.kernel.shape[0]}x{self.kernel.shape[1]}), noise sigma {self.sigma:g}/255{self._quantized_note()}, "
                 "crop to a multiple of 8, 1 px shaved")
 
 
@@ -289,7 +322,10 @@ def _parse_sigma(spec: str, text: str) -> float:
 
 def parse_degradation(spec: str) -> Degradation:
     """Parse a SPEC (grammar in the module docstring); the blur kernel is loaded here."""
-    kind, sep, rest = spec.strip().partition(":")
+    text = spec.strip()
+    if text.endswith(QUANTIZE):
+        return parse_degradation(text.removesuffix(QUANTIZE)).as_saved()
+    kind, sep, rest = text.partition(":")
     if not sep or not rest:
         raise _bad_spec(spec, "missing ':' and argument")
     if kind == "noise":

@@ -52,6 +52,8 @@ class ModelSpec:
     weights: str | None = None  # official file under shared/weights, or a path of ours
     degrade: str | None = None  # the published evaluation protocol
     description: str = ""
+    tile: int | None = None  # the recommended tile (restore-run's default); None: the whole image
+    tile_overlap: int = 32
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,20 +70,51 @@ class ModelSpec:
         if missing:
             raise WeightsError(f"checkpoint config lacks the model's {', '.join(missing)}")
         for key, value in data.items():
-            if not isinstance(value, _SPEC_TYPES[key]) or (isinstance(value, bool) and _SPEC_TYPES[key] is int):
+            types = _SPEC_TYPES[key] if isinstance(_SPEC_TYPES[key], tuple) else (_SPEC_TYPES[key],)
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                 raise WeightsError(f"checkpoint config: model {key} must be {type_names(_SPEC_TYPES[key])}, got {value!r}")
         if data["architecture"] not in ARCHITECTURES:
             raise WeightsError(f"checkpoint config names unknown architecture {data['architecture']!r}; known: {sorted(ARCHITECTURES)}")
         for key in ("in_channels", "out_channels", "scale", "pad_multiple"):
             if key in data and not 1 <= data[key] <= MAX_SIZE:
                 raise WeightsError(f"checkpoint config: model {key} must be in [1, {MAX_SIZE}], got {data[key]}")
+        if data.get("tile") is not None or "tile_overlap" in data:
+            problem = ("tile 0 is not a tile size (null: no recommended tile)" if data.get("tile") == 0 else
+                       tiling_error(data.get("tile"), data.get("tile_overlap", 32), data.get("pad_multiple", 1)))
+            if problem:
+                raise WeightsError(f"checkpoint config: model {problem}")
         check_model_config(data["architecture"], data.get("config", {}))
         return cls(**data)
 
 
 _SPEC_TYPES = {"name": str, "architecture": str, "task": str, "config": dict, "in_channels": int, "out_channels": int,
                "scale": int, "pad_multiple": int, "needs_kernel": bool, "weights": (str, type(None)),
-               "degrade": (str, type(None)), "description": str}
+               "degrade": (str, type(None)), "description": str, "tile": (int, type(None)), "tile_overlap": int}
+
+MAX_TILE = 16384  # the largest height/width of an exported file's profile
+
+
+def min_tile(pad_multiple: int = 1) -> int:
+    """The smallest sensible tile: 4 blocks of the model's padding multiple, and never under 16 pixels."""
+    return max(16, 4 * pad_multiple)
+
+
+def tiling_error(tile: int | None, overlap: int, pad_multiple: int = 1) -> str | None:
+    """Why a tile/overlap pair is absurd (one clause naming a valid pair), or None. ``tile`` None or 0:
+    the whole image. An overlap over half the tile makes every pixel run more than 4 times."""
+    if overlap < 0:
+        return f"tile overlap must be >= 0, got {overlap}"
+    if not tile:
+        return None
+    smallest = min_tile(pad_multiple)
+    if not smallest <= tile <= MAX_TILE:
+        return f"tile {tile} is outside [{smallest}, {MAX_TILE}] for this model (pad multiple {pad_multiple}); e.g. tile 256 overlap 32"
+    if 2 * overlap > tile:
+        runs = f" (each pixel would run about {(tile / (tile - overlap)) ** 2:.0f} times)" if overlap < tile else ""
+        return (f"overlap {overlap} is more than half of tile {tile}{runs}; e.g. tile {tile} overlap {tile // 4}, "
+                f"or tile {min(max(4 * overlap, smallest), MAX_TILE)} overlap {overlap}")
+    return None
+
 
 # Every number of a model configuration is at most MAX_SIZE: a crafted config must not make the
 # constructor allocate terabytes. Sizes are at least 1, except these counts, which may be 0.
@@ -137,6 +170,8 @@ PRESETS: dict[str, ModelSpec] = {
              "LayerNorm_type": "BiasFree"},
             pad_multiple=8, weights=str(ASSETS / "default.safetensors"), degrade="noise:25",
             description="built-in small Restormer, blind colour Gaussian denoising (trained by this project)",
+            # CBSD68 sigma 25: 30.607 dB in 256 tiles, 30.598 whole (docs/TRAINING.md); memory follows the tile
+            tile=256, tile_overlap=32,
         ),
         _restormer("restormer-denoise-color", "denoise", "Restormer, Gaussian colour denoising", "BiasFree"),
         _restormer("restormer-denoise-gray", "denoise", "Restormer, Gaussian grey denoising", "BiasFree", channels=1),
@@ -210,21 +245,32 @@ def build(spec: ModelSpec) -> nn.Module:
         raise WeightsError(f"cannot build {spec.name} ({spec.architecture}) with {spec.config}: {exc}") from None
 
 
+RESTORMER_RELEASES = "https://github.com/swz30/Restormer/releases"
+CONVERSENET_REPO = "https://github.com/cszn/ConverseNet"
+
+
+def weights_source(spec: ModelSpec) -> str:
+    """Where a preset's weights come from (docs/MODELS.md), for error messages; "" when unknown."""
+    if spec.weights and Path(spec.weights).parent == ASSETS:
+        return f"they ship with the package in {ASSETS}: reinstall it"
+    if spec.weights and not Path(spec.weights).is_absolute():  # official weights under the shared folder
+        return (f"official weights: model_zoo/{Path(spec.weights).name} of {CONVERSENET_REPO}, read from "
+                f"{official_weights(spec).parent} ($RESTORMER_SHARED/{Path(spec.weights).parent})")
+    if spec.architecture == "restormer" and not spec.weights:
+        return f"official weights: the .pth files of {RESTORMER_RELEASES}"
+    return ""
+
+
 def load_model(model: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, ModelSpec]:
     """Build MODEL and load its weights (``weights`` overrides the preset's), in eval mode on the CPU."""
     spec = resolve(model)
     net = build(spec)
     path = Path(weights) if weights else official_weights(spec)
+    source = weights_source(spec)
     if path is None:
-        raise WeightsError(f"{spec.name} has no default weights: pass --weights FILE")
+        raise WeightsError(f"{spec.name} has no default weights: pass --weights FILE" + (f" ({source})" if source else ""))
     if not path.is_file():
-        hint = (
-            " (the built-in default model is produced by the training issue and is not shipped yet)"
-            if spec.name == "default"
-            else f" (official weights are read from {shared_dir()}; set RESTORMER_SHARED or pass --weights)"
-            if not weights
-            else ""
-        )
+        hint = f" ({source}; or pass --weights FILE)" if source and not weights else ""
         raise FileNotFoundError(f"weights for {spec.name} not found: {path}{hint}")
     load_weights(net, read_state_dict(path), source=str(path))
     return net.eval(), spec

@@ -17,15 +17,20 @@ and blends the outputs:
 
 The whole-image buffers are only the input, the output accumulator and the weight sum.
 ``tile=None`` (or a tile not smaller than the image) runs the whole image in one call.
+
+``choose_tiling`` picks the tiling of one image: the user's tile, else the model's recommendation
+(``ModelSpec.tile``), else the whole image when its estimated memory fits in the available memory
+(``available_memory``), else an automatic tile with a notice.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from restormer_deploy.restormer.presets import ModelSpec
+from restormer_deploy.restormer.presets import ModelSpec, min_tile, tiling_error
 
 EDGE_WEIGHT = 1e-4
 DEFAULT_MIN_SIZE = 16
@@ -154,3 +159,108 @@ def tile_count(h: int, w: int, tile: int | None, overlap: int, pad_multiple: int
     if h <= tile and w <= tile:
         return 1
     return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+
+
+# --------------------------------------------------------------------------- choosing the tiling
+
+# Peak memory of a whole-image restore-run per input pixel, beyond the image buffers
+# (``buffer_bytes_per_pixel``), per channel of the model's width (Restormer's dim, the Converse models'
+# feature channels): the slope of peak RSS between two image sizes (benchmarks/memory_per_pixel.py;
+# 256²-512², and 512²-1024² for the default model), rounded up. Restormer: 175-184 with PyTorch at
+# dims 16 and 48, 212 with ONNX Runtime (its arena) at 512²-1024². The Converse figures are PyTorch's
+# times 1.2 (ONNX Runtime not measured) and cover their FFT sizes' spread (dncnn 47-81). The networks'
+# temporaries grow with the width, not the depth: a block's are freed before the next block runs.
+WIDTH = {"restormer": ("dim", 48), "converse-dncnn": ("num_features", 64), "converse-srresnet": ("num_features", 64),
+         "conversenet": ("in_channels", 64), "converse-usrnet": ("in_channels", 64)}
+BYTES_PER_PIXEL_PER_CHANNEL = {"restormer": 220, "converse-dncnn": 95, "converse-srresnet": 690,
+                               "conversenet": 48, "converse-usrnet": 51}
+# Below ~0.2 MP the allocator keeps up to ~135 MB more than the per-pixel figures (measured with one
+# forward of the default model after a warm-up)
+FIXED_BYTES = 256 * 2**20
+SAFETY = 1.5  # an estimate times this must fit in the available memory
+AUTO_TILES = (1024, 512, 256, 128, 64, 32, 16)  # the largest that fits is chosen
+
+
+def buffer_bytes_per_pixel(spec: ModelSpec) -> int:
+    """The whole-image buffers per input pixel: decoded input, float input, float output and blend
+    weights, and the converted result."""
+    out = spec.out_channels * spec.scale ** 2
+    return spec.in_channels * (1 + 4) + out * (4 + 1) + 4 * spec.scale ** 2
+
+
+def bytes_per_pixel(spec: ModelSpec) -> float:
+    """The network's peak memory per pixel of the tile it runs on (an unknown architecture counts as a
+    full-size Restormer)."""
+    arch = spec.architecture if spec.architecture in WIDTH else "restormer"
+    key, default = WIDTH[arch]
+    width = spec.config.get(key, default) if spec.architecture in WIDTH else default
+    return BYTES_PER_PIXEL_PER_CHANNEL[arch] * width
+
+
+def estimate_bytes(spec: ModelSpec, height: int, width: int, tile: int | None = None) -> int:
+    """Memory that restoring a height x width image needs beyond the loaded model (and the libraries),
+    whole (``tile`` None) or in tiles of ``tile``."""
+    m = max(spec.pad_multiple, 1)
+    th, tw = (height, width) if tile is None else (min(tile, height), min(tile, width))
+    network = bytes_per_pixel(spec) * padded_size(th, m, DEFAULT_MIN_SIZE) * padded_size(tw, m, DEFAULT_MIN_SIZE)
+    return int(FIXED_BYTES + network + buffer_bytes_per_pixel(spec) * height * width)
+
+
+def available_memory() -> int | None:
+    """Bytes the system can give without swapping: MemAvailable of /proc/meminfo (Linux), else the
+    free physical pages; None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+class Tiling(NamedTuple):
+    """The tiling of one image: ``tile`` None for the whole image; ``reason`` one of requested, model,
+    whole, auto; ``notice`` a line for the user (automatic tiling, or a whole image that may not fit)."""
+
+    tile: int | None
+    overlap: int
+    reason: str
+    notice: str | None = None
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def choose_tiling(spec: ModelSpec, height: int, width: int, tile: int | None = None, overlap: int | None = None,
+                  available_bytes: int | None = None) -> Tiling:
+    """The tiling of a height x width image. ``tile``: None for the model's recommendation, 0 for the
+    whole image, N for tiles of N; ``overlap`` None for the model's. Without a recommendation the whole
+    image runs when ``SAFETY`` x its estimate fits in ``available_bytes`` (default: ``available_memory()``),
+    else the largest of ``AUTO_TILES`` that fits. ``--tile 0`` always runs whole (warned when it may not fit)."""
+    if tile is not None and tile < 0:
+        raise ValueError(f"tile must be >= 0, got {tile}")
+    ov = spec.tile_overlap if overlap is None else overlap
+    if tile:
+        if overlap is None and 2 * ov > tile:  # the model's overlap, too large for the user's small tile
+            ov = tile // 4
+        return Tiling(tile, ov, "requested")
+    if tile is None and spec.tile:
+        return Tiling(spec.tile, ov, "model")
+    need = estimate_bytes(spec, height, width)
+    available = available_memory() if available_bytes is None else available_bytes
+    if available is None or need * SAFETY <= available:
+        return Tiling(None, ov, "whole")
+    size = f"{width}x{height} needs ~{_size(need)} whole, {_size(available)} available"
+    if tile == 0:
+        return Tiling(None, ov, "whole", f"warning: {size}; it may run out of memory (omit --tile 0 to tile)")
+    smallest = min_tile(spec.pad_multiple)
+    fits = [t for t in AUTO_TILES if t >= smallest and estimate_bytes(spec, height, width, t) * SAFETY <= available]
+    auto = fits[0] if fits else smallest
+    if tiling_error(auto, ov, spec.pad_multiple):
+        ov = auto // 4
+    return Tiling(auto, ov, "auto", f"notice: {size}; tiling {auto} overlap {ov} (pass --tile to choose)")

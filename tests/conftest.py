@@ -38,6 +38,29 @@ def _threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("restore-cache")
+
+
+@pytest.fixture(autouse=True)
+def _export_cache(request, monkeypatch, _session_cache):
+    """restore-run's ONNX export cache (engines/export_cache.py) is a per-session temporary folder,
+    never ~/.cache. Presets and checkpoints stay on PyTorch under ``--backend auto`` (an export costs
+    10-40 s per model, and most tests make fresh checkpoints) unless the test asks for the
+    ``fast_path`` fixture."""
+    monkeypatch.setenv("RESTORE_CACHE_DIR", str(_session_cache))
+    if "fast_path" not in request.fixturenames:
+        from restormer_deploy.engines import export_cache
+
+        monkeypatch.setattr(export_cache, "fast_provider", lambda: None)
+
+
+@pytest.fixture
+def fast_path():
+    """Keep restore-run's verified-ONNX fast path on (see ``_export_cache``)."""
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: one thread avoids OpenMP synchronisation, which dominates on a shared machine.

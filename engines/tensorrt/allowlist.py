@@ -26,6 +26,19 @@ from dataclasses import dataclass, field
 
 LINES = ("10.3", "10.7", "10.13", "11.0", "11.2")
 NEWEST = (11, 5)  # the newest release whose notes were read (NVIDIA/TensorRT v11.5, 2026-11-18)
+# The releases (major -> minors) the lint knows; any other major.minor is no TensorRT it can speak for.
+RELEASES = {10: range(3, 17), 11: range(NEWEST[1] + 1)}
+
+
+def is_release(version: tuple[int, ...]) -> bool:
+    """Whether the major.minor of a parsed version (``(11,)`` reads as 11.0) is a known release."""
+    major, minor = (tuple(version[:2]) + (0,))[:2]
+    return minor in RELEASES.get(major, ())
+
+
+def known_releases() -> str:
+    """'10.3-10.16, 11.0-11.5': for messages."""
+    return ", ".join(f"{m}.{r[0]}-{m}.{r[-1]}" for m, r in RELEASES.items())
 
 _OT = "onnx/onnx-tensorrt"
 SOURCES = {

@@ -19,7 +19,7 @@ from pathlib import Path
 import onnx
 import onnx.inliner
 
-from restormer_deploy.export.contract import DOMAIN, METADATA_KEYS, PLUGIN_OPS, parse_version, same_engine_version
+from restormer_deploy.export.contract import DOMAIN, METADATA_KEYS, OPTIONAL_METADATA_KEYS, PLUGIN_OPS, parse_version, same_engine_version
 from restormer_deploy.restormer.errors import BadInput
 from restormer_deploy.restormer.fileio import atomic_write_text, sha256_file
 
@@ -254,6 +254,7 @@ def build_sidecar(meta: dict, tensorrt_version: str, gpu: str, compute_capabilit
     if missing:
         raise TrtError(f"the ONNX file lacks metadata {', '.join(missing)}: export it with restore-export")
     data = {k: meta[k] for k in METADATA_KEYS}
+    data.update({k: meta[k] for k in OPTIONAL_METADATA_KEYS if k in meta})  # the recommended tiling
     data.update(tensorrt_version=str(tensorrt_version), gpu=str(gpu), compute_capability=str(compute_capability),
                 profile=profile, plugin_sha256=plugin_sha256 or "", onnx_sha256=onnx_sha256 or "")
     if extra:

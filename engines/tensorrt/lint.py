@@ -61,8 +61,10 @@ def table_version(version) -> str:
         raise TrtError(f"TensorRT {version} is not supported: 10.3 or newer (strongly typed networks, IPluginV3)")
     if v[:2] > allowlist.NEWEST:
         newest = ".".join(map(str, allowlist.NEWEST))
-        raise TrtError(f"TensorRT {version} is newer than the newest release this lint knows ({newest}); "
-                       f"lint for {newest} or update engines/tensorrt/allowlist.py")
+        raise TrtError(f"TensorRT {version} is newer than the newest release this lint knows ({newest}; known: "
+                       f"{allowlist.known_releases()}); lint for {newest} or update engines/tensorrt/allowlist.py")
+    if not allowlist.is_release(v):
+        raise TrtError(f"TensorRT {version} is not a release this lint knows: {allowlist.known_releases()}")
     key = tuple(v[:2]) + (0,) * (2 - len(v[:2]))
     return [r for r in onnx_trt_ops.VERSIONS if onnx_trt_ops._key(r) <= key][-1]
 

@@ -15,7 +15,7 @@ import onnx
 
 from restormer_deploy.engines.triton import processing
 from restormer_deploy.engines.triton.pbtxt import Enum
-from restormer_deploy.export.contract import METADATA_KEYS
+from restormer_deploy.export.contract import METADATA_KEYS, OPTIONAL_METADATA_KEYS
 from restormer_deploy.restormer.errors import BadInput
 
 # backend -> (platform, backend, model file)
@@ -102,7 +102,7 @@ def network_config(name: str, backend: str, inputs: list[TensorSpec], outputs: l
         "instance_group": [{"count": instances, "kind": Enum(KINDS[kind])}],
         # same-size requests are batched (images of different sizes cannot share a tensor)
         "dynamic_batching": {"max_queue_delay_microseconds": queue_delay_us} if max_batch_size > 0 else None,
-        "parameters": _parameters({k: meta[k] for k in METADATA_KEYS if k in meta}),
+        "parameters": _parameters({k: meta[k] for k in (*METADATA_KEYS, *OPTIONAL_METADATA_KEYS) if k in meta}),
     }
 
 

@@ -83,6 +83,27 @@ class RepositoryResult:
         return data
 
 
+def resolve_backend(backend: str, model: str, *, instance_kind: str | None = None,
+                    triton_release: str | None = None) -> tuple[str, str | None]:
+    """(the network backend, a one-line notice or None). ``auto``: ``tensorrt`` for a built engine, with
+    --triton-release (a plan's check) or where TensorRT is usable; else ``onnxruntime`` (also for CPU
+    instances, which a plan cannot have), with a notice saying why."""
+    if backend != "auto":
+        return backend, None
+    from restormer_deploy.engines.backends import ENGINE_SUFFIXES
+
+    if Path(model).suffix.lower() in ENGINE_SUFFIXES or triton_release:
+        return "tensorrt", None
+    if (instance_kind or "").lower().removeprefix("kind_") == "cpu":
+        return "onnxruntime", "Triton backend onnxruntime: --instance-kind cpu (a TensorRT plan runs on a GPU only)"
+    try:
+        builder.import_tensorrt()
+    except TrtError:
+        return "onnxruntime", ("Triton backend onnxruntime (model.onnx): TensorRT is not usable here "
+                               "(a model.plan: --backend tensorrt where it is)")
+    return "tensorrt", None
+
+
 def repository_options(*, backend: str | None = "tensorrt", instance_kind: str | None = "gpu",
                        instances: int | None = 1, max_batch_size: int | None = None, model_name: str | None = None,
                        triton_release: str | None = None, with_preprocess: bool = False,
@@ -140,7 +161,10 @@ def check_source(model: str, target: Path, options: RepositoryOptions) -> Reposi
     elif kind == "onnx" and not Path(model).is_file():
         raise RepositoryError(f"ONNX file {model} not found")
     elif options.backend == "tensorrt":
-        builder.import_tensorrt()  # before a long export
+        try:
+            builder.import_tensorrt()  # before a long export
+        except TrtError as exc:
+            raise TrtError(f"--backend tensorrt: {exc}; or serve the ONNX file with --backend onnxruntime") from None
     return RepositorySource(model=model, kind=kind, target=target, sidecar=sidecar)
 
 

@@ -86,7 +86,7 @@ class CheckpointConfig:
 class Config:
     model: str = "default"  # preset name
     model_config: dict = field(default_factory=dict)  # overrides of the preset's constructor arguments
-    init_weights: str | None = None  # start from these weights (.safetensors or .pth)
+    init_weights: str | None = None  # start from these weights (.safetensors or .pth), or a preset's (its name)
     run_dir: str = "runs/train"
     seed: int = 0
     resume: str = "no"  # no | yes | auto | PATH of a .state.pt
@@ -252,7 +252,32 @@ def load_config(path=None, overrides=()) -> Config:
         apply_override(raw, item)
     cfg = from_dict(Config, _substitute(raw, str(shared_dir())))
     check(cfg)
+    cfg.init_weights = resolve_init_weights(cfg.init_weights)
     return cfg
+
+
+def resolve_init_weights(value: str | None) -> str | None:
+    """``init_weights``: a weights file as given, or a preset name -> the path of its shipped or
+    official weights (a file of that name wins). A path is checked when training starts (relative
+    to the working directory); a bare name that is no preset is refused here."""
+    from restormer_deploy.restormer.presets import PRESETS, official_weights, weights_source
+
+    if not value or Path(value).is_file():
+        return value
+    if value not in PRESETS and (Path(value).suffix or re.search(r"[/\\]", value)):
+        return value  # a path: read_state_dict names it if it is missing
+    if value in PRESETS:
+        spec = PRESETS[value]
+        path = official_weights(spec)
+        if path is None:
+            raise ConfigError(f"init_weights={value}: the preset has no weights file of its own; give the path of "
+                              f"its weights as init_weights ({weights_source(spec)})")
+        if not path.is_file():
+            raise ConfigError(f"init_weights={value}: the preset's weights {path} are not there ({weights_source(spec)})")
+        return str(path)
+    with_weights = [name for name, spec in PRESETS.items() if spec.weights]
+    raise ConfigError(f"init_weights={value}: not a preset name nor a weights file (.safetensors, .pth) "
+                      f"(presets with weights: {', '.join(with_weights)})")
 
 
 # --------------------------------------------------------------------------- checks

@@ -261,8 +261,9 @@ def test_plan_route_from_onnx_without_tensorrt_is_one_error(art, tmp_path):
         pytest.skip("TensorRT is installed here")
     except Exception:
         pass
-    r = _export(art["fp32"], "--format", "triton-repo", "--tile", "64", "--out", tmp_path / "repo")
+    r = _export(art["fp32"], "--format", "triton-repo", "--backend", "tensorrt", "--tile", "64", "--out", tmp_path / "repo")
     assert r.exit_code == 2 and "TensorRT is not usable here" in _text(r) and not (tmp_path / "repo").exists()
+    assert "--backend onnxruntime" in _text(r)
 
 
 # ----------------------------------------------------------------- bad input
