@@ -52,3 +52,52 @@ def test_demo_exports_restores_and_checks_parity(tmp_path):
         restored = read_image(tmp_path / f"{stem}_restored.png")
         assert side.shape[1] == 3 * restored.shape[1]
         np.testing.assert_array_equal(side[:, restored.shape[1]:2 * restored.shape[1]], restored)
+
+
+def _portable(value):
+    """Paths under the shared data folder, written as absolute paths of the machine that trained."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and "/data/" in value:
+        return value[value.index("/data/") + 1:]
+    return value
+
+
+def test_shipped_weights_come_from_the_shipped_config(repo_root):
+    """One restore-train command on configs/default.yaml is the recipe of the shipped weights: the
+    config resolves to the one recorded with them, it stops at their iteration, its init weights are
+    the bytes the run started from, and the shipped log ends at a validation that picked them."""
+    import hashlib
+
+    from restormer_deploy.restormer.train.config import load_config
+
+    shipped = json.loads((ASSETS / "default.json").read_text())
+    recipe = load_config(repo_root / "configs" / "default.yaml").to_dict()
+    recorded = dict(shipped["train_config"])
+    for cfg in (recipe, recorded):
+        cfg.pop("resume")
+    assert _portable(recipe) == _portable(recorded)
+    assert recipe["train"]["iterations"] == shipped["iteration"]
+    init = repo_root / recipe["init_weights"]
+    assert hashlib.sha256(init.read_bytes()).hexdigest() == shipped["source_run"]["init_sha256"]
+    assert recipe["data"]["grey_to_rgb"] is False and not any("CBSD68" in p for p in recipe["data"]["clean"])
+    log = [json.loads(line) for line in (ASSETS / "default_training_log.jsonl").read_text().splitlines() if line.strip()]
+    vals = [r for r in log if "val_psnr" in r]
+    assert vals[-1]["iter"] == shipped["iteration"] and vals[-1]["best_iter"] == shipped["iteration"]
+    assert abs(vals[-1]["val_psnr"] - shipped["val"]["val_psnr"]) < 1e-9
+    assert max(r["val_psnr"] for r in vals) == vals[-1]["val_psnr"]
+
+
+def test_config_readme_and_training_doc_ship_the_same_way(repo_root):
+    """The shipped config, the README and docs/TRAINING.md name the same way to ship new weights
+    (they once disagreed: the config said to copy files by hand)."""
+    config = (repo_root / "configs" / "default.yaml").read_text()
+    readme = (repo_root / "README.md").read_text()
+    training = (repo_root / "docs" / "TRAINING.md").read_text()
+    for text in (config, readme, training):
+        assert "scripts/ship_default.py" in text
+    assert "copy runs/" not in config
+    assert "restore-train --config configs/default.yaml" in config and "restore-train --config configs/default.yaml" in training
+    assert (repo_root / "scripts" / "ship_default.py").is_file()

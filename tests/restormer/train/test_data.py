@@ -126,12 +126,27 @@ def test_kernel_files_v5_and_v73(need_shared):
     assert len(load_kernels([str(need_shared("data", "kernels", "conversenet"))])) == 5
 
 
-def test_default_config_data(need_shared, repo_root):
+def test_default_stage1_config_data(need_shared, repo_root):
     need_shared("data", "train", "Train400")
-    cfg = load_config(repo_root / "configs" / "default.yaml", ["data.cache=false"])
+    cfg = load_config(repo_root / "configs" / "default-stage1.yaml", ["data.cache=false"])
     plan = prepare(cfg, print)
     s = plan.summary
     assert s["val_images"] == 3 and s["held_out"] == 3 and s["unreadable"] == 0
     assert s["train_images"] == 5 + 14 + len(SKIMAGE_PHOTOS) + 400 - 3
     lq, gt, _ = plan.trainset[(7, 64)]
     assert lq.shape == gt.shape == (3, 64, 64)
+
+
+def test_default_config_data_is_colour_only(need_shared, repo_root):
+    cbsd432 = need_shared("data", "train", "CBSD432")
+    cfg = load_config(repo_root / "configs" / "default.yaml", ["data.cache=false"])
+    assert cfg.data.grey_to_rgb is False
+    plan = prepare(cfg, print)
+    s = plan.summary
+    photos = len([f for f in cbsd432.iterdir() if f.suffix.lower() in (".jpg", ".png")])
+    # 16 CBSD432 photos held out for validation; Set14's grey bridge.bmp is skipped, not replicated
+    assert s["val_images"] == 16 and s["held_out"] == 16 and s["unreadable"] == 0
+    assert s["train_images"] == photos - 16 + 5 + 14 - 1 + len(SKIMAGE_PHOTOS)
+    assert not any("CBSD68" in str(p) for p in cfg.data.clean + cfg.val.data)
+    lq, gt, _ = plan.trainset[(7, 128)]
+    assert lq.shape == gt.shape == (3, 128, 128)
