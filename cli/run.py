@@ -95,17 +95,19 @@ def main(
             paths = shard_slice(paths, *parse_shard(shard))
         if outdir.exists() and not outdir.is_dir():
             raise ValueError(f"-o {outdir}: exists and is not a folder")
-        if artifact_kind(model) == "torch":  # the model's smallest tile, before a first run's export
+        kind = artifact_kind(model)
+        if kind == "torch":  # the model's smallest tile, checked before a first run's export
             spec = resolve(model)
             check_tiling(tile, tile_overlap, spec.pad_multiple, spec.tile)
-        if backend == "auto" and artifact_kind(model) == "torch":  # engines/export_cache.py
+        if backend == "auto" and kind == "torch":  # engines/export_cache.py
             with out.status(f"{model}: preparing its verified ONNX export (exported once, then reused) ..."):
                 runner, notice = fast_runner(model, weights=weights, threads=threads)
             if notice:
                 out.print(notice, highlight=False, markup=False, soft_wrap=True)
         else:
             runner = load_runner(model, backend, weights=weights, threads=threads)
-        check_tiling(tile, tile_overlap, runner.spec.pad_multiple, runner.spec.tile)  # the model's smallest tile
+        if kind != "torch":  # an .onnx file or an engine: its spec comes from its metadata
+            check_tiling(tile, tile_overlap, runner.spec.pad_multiple, runner.spec.tile)
         if runner.spec.in_channels not in (1, 3):
             raise ValueError(f"{runner.spec.name} takes {runner.spec.in_channels} channels: restore-run handles grey/RGB models")
         runner.activate()
