@@ -18,7 +18,8 @@ from restormer_deploy.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, conso
 from restormer_deploy.engines.backends import ENGINE_SUFFIXES
 from restormer_deploy.engines.tensorrt import builder
 from restormer_deploy.engines.tensorrt.core import TrtError, read_onnx
-from restormer_deploy.engines.tensorrt.lint import lint_report, table_version
+from restormer_deploy.cli.lint_trt import EXIT_NOT_VERIFIED
+from restormer_deploy.engines.tensorrt.lint import PARSES, REFUSED, lint_report, table_version
 from restormer_deploy.export.contract import parse_version
 from restormer_deploy.restormer.errors import RestoreError
 
@@ -84,7 +85,7 @@ def _lint(onnx_path: Path, check_trt: str, result: dict):
         raise fail(f"cannot read {onnx_path} as ONNX: {exc}", EXIT_BAD_INPUT)
     (out if report.passed else console).print(report.text(), highlight=False, soft_wrap=True)
     result["check_trt"] = report.to_json()
-    return proto, report.passed
+    return proto, report.verdict
 
 
 def _build(onnx_path: Path, engine: Path, build: builder.BuildOptions, result: dict) -> None:
@@ -118,8 +119,8 @@ def export_trt(model: str, *, fmt: str, out_path: Path | None, check_trt: str | 
 
     status, proto = 0, None
     if check_trt:
-        proto, passed = _lint(onnx_path, check_trt, result)
-        status = 0 if passed else EXIT_CHECK_FAILED
+        proto, verdict = _lint(onnx_path, check_trt, result)  # not verified: its own status, never a refusal
+        status = {PARSES: 0, REFUSED: EXIT_CHECK_FAILED}.get(verdict, EXIT_NOT_VERIFIED)
     if save_prepared is not None:
         try:
             result["prepared"] = str(builder.write_prepared(onnx_path if proto is None else proto, save_prepared, check_trt))

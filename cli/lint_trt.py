@@ -12,8 +12,12 @@ from __future__ import annotations
 import sys
 
 from restormer_deploy.cli.common import EXIT_BAD_INPUT
-from restormer_deploy.engines.tensorrt.lint import version_for
+from restormer_deploy.engines.tensorrt.lint import choose_version
 from restormer_deploy.restormer.errors import BadInput
+
+# restore-export --check-trt: 0 every node parses, 1 a node is refused (a cited rule), 4 nothing refused but
+# some form is not verified (no read parser source says it parses); 2 bad input as everywhere.
+EXIT_NOT_VERIFIED = 4
 
 
 def main(argv=None) -> int:
@@ -22,13 +26,12 @@ def main(argv=None) -> int:
         print("usage: python -m restormer_deploy.cli.lint_trt --version-for VERSION", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        chosen = version_for(argv[1])
+        chosen, notice = choose_version(argv[1])  # the one choice, shared with the engine builder
     except BadInput as exc:
         print(exc, file=sys.stderr)  # scripts/verify_gpu.sh prefixes "error: "
         return EXIT_BAD_INPUT
-    if chosen != argv[1]:
-        print(f"note: TensorRT {argv[1]} is newer than the newest release the lint knows: linting for {chosen}",
-              file=sys.stderr)
+    if notice:
+        print(notice, file=sys.stderr)
     print(chosen)
     return 0
 

@@ -42,19 +42,30 @@ def render() -> str:
         "`tests/engines/tensorrt/test_lint.py` checks that it is current and tests every rule with a node that "
         "breaks it and one that keeps it.",
         "",
-        "Deny by default: for these operators (every one our exports emit) a node is clean only if "
-        "each attribute, attribute value, input count, omitted input, constant input, output count and "
-        "input type is one the rule allows on that line. Other operators are checked against the "
-        "older operator table (`engines/tensorrt/onnx_trt_ops.py`). Lines: "
-        + ", ".join(f"`{line}`" for line in allowlist.LINES)
+        "Three verdicts per node and TensorRT line: **parses** (the form is in the allow-list below, each rule with "
+        "the parser source it was read from), **refused** (a check whose cited source refuses the form; `--check-trt` "
+        "exit 1) or **not verified** (anything else: an attribute, value, input form or type outside the rule, an "
+        "operator with no rule, an opset outside the documented range; exit 4, never reported as a refusal). "
+        "Lines: " + ", ".join(f"`{line}`" for line in allowlist.LINES)
         + " (a version uses the newest line at or below it; the lint knows releases up to "
-        + ".".join(map(str, allowlist.NEWEST)) + ").",
+        + ".".join(map(str, allowlist.NEWEST)) + "; a newer installed TensorRT is linted with the newest rules and "
+        "a notice, `lint.choose_version`, shared by the engine builder, `scripts/verify_gpu.sh` and "
+        "`python -m restormer_deploy.cli.lint_trt`).",
         "",
-        "Global rules: a node may not declare more outputs than its importer returns (10.3-10.5 count "
-        "empty names too; from 10.6 only named ones) [mi-10.3, mi-10.6]; UINT8 tensors only at the "
-        "network boundary [mi-10.3]; the model's default-domain opset within the documented range "
-        "(below); Q/DQ: zero point all zeros and INT8, constant positive scale, explicit `axis` with a "
-        "per-channel scale; If: both branches with the same number of outputs; Split: `num_outputs` equal to the declared outputs and not given with `split`.",
+        "## Which source stands for each line",
+        "",
+        "| line | read at |",
+        "| --- | --- |",
+        *[f"| {line} | {allowlist.LINE_REFS[line]} |" for line in allowlist.LINES],
+        "",
+        "Where a line's own pin cannot be read here the rule is **inferred** from the ref named, and the finding "
+        "says so. Refusals checked beyond the table (`engines/tensorrt/lint_forms.py`, each citing its lines): Mod "
+        "fmod=0 on floats; Range types; Conv SAME padding with pads; Resize linear/cubic axes and axes with runtime "
+        "scales; Squeeze runtime axes (10.3) and no axes on dynamic shapes (to 11.0); Unsqueeze runtime axes (10.3); "
+        "Pad constant_value not a scalar; Split num_outputs and a negative last chunk; Q/DQ scale and zero point; "
+        "If branches; outputs against what the importer returns (mi-10.1 on 10.3, mi-11.0 from 11.0); graph "
+        "inputs and initializers of an unimportable type or rank above 8; UINT8 inside the network; the "
+        "Converse2D plugin's fields against its creator.",
         "",
         "| operator | inputs | outputs | attributes (allowed values) | required | types of input 0 | per line | sources |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -65,12 +76,18 @@ def render() -> str:
         outputs = "one per declared, none empty" if r.outputs is None else str(r.outputs)
         out.append(f"| {op} | {r.inputs[0]}-{r.inputs[1]} | {outputs} | {attrs} | {', '.join(r.required) or '-'} | "
                    f"{', '.join(r.types)} | {_line_changes(r)} | {r.sources} |")
-    out += ["", "## Opsets", "", "| from | highest default-domain opset | source |", "| --- | --- | --- |"]
+    out += ["", "## Opsets (documented; outside: not verified, never refused)", "",
+            "| from | highest default-domain opset | source |", "| --- | --- | --- |"]
     for first, high, source in allowlist.OPSET_MAX:
         out.append(f"| {'.'.join(map(str, first))} | {high} | {source} |")
     out += ["", "## Sources", "", "| label | what was read |", "| --- | --- |"]
     for label, text in allowlist.SOURCES.items():
         out.append(f"| {label} | {text} |")
+    out += ["", "## Still knowable only with TensorRT", "",
+            "Whatever the lint reports as not verified; the 10.3-10.12 and 11.1+ parsers (pins not readable "
+            "here); DFT from 11.2 (release notes not read here); builder-time checks the parser defers (Squeeze "
+            "axes resolving to constants, the Resize and ConvTranspose limits on runtime shapes, DLA support); the "
+            "Converse2D plugin's workspace at run time."]
     return "\n".join(out) + "\n"
 
 

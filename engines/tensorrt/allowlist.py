@@ -41,27 +41,46 @@ def known_releases() -> str:
     return ", ".join(f"{m}.{r[0]}-{m}.{r[-1]}" for m, r in RELEASES.items())
 
 _OT = "onnx/onnx-tensorrt"
+_TRT = "NVIDIA/TensorRT"
+_GA = "at tag release/10.1-GA (96e781103cfc4adf4a6bb557e94bac8e693f6f4c, read with git)"
+_IDX = "read in the code index by function (no line numbers there)"
+# Every label names a ref that was read. The pins of 10.3 (62bdde2a), 10.6 (4442153a), 10.7 (9c69a24b),
+# 10.10 (3b9c961a) and 11.1 (7c51a63a) cannot be read here: LINE_REFS says which read ref stands for each line.
 SOURCES = {
-    "ops-10.1": f"{_OT} docs/operators.md at 10.1-GA (96e781103cfc4adf4a6bb557e94bac8e693f6f4c)",
-    "ops-10.6": f"{_OT} docs/operators.md at the 10.6 pin (4442153a4483c29e109241eb11752f3e59be62f8)",
-    "ops-10.16": f"{_OT} docs/operators.md at the 10.16 pin (6bde6596eca84abf9afe9b4d21c18c32800fd3ad)",
-    "imp-10.3": f"{_OT} onnxOpImporters.cpp at the 10.3 pin (62bdde2a04fcd53c2409cb895ee18db445b7e755)",
-    "imp-10.10": f"{_OT} onnxOpImporters.cpp at the 10.10 pin (3b9c961a4318cea6fa1fa5f064562064eb27a9bd)",
-    "imp-11.0": f"{_OT} onnxOpImporters.cpp at the 11.0 pin (5ab48c5c436a5686b8574c4a372cbca224273b5a)",
-    "chk-10.3": f"{_OT} onnxOpCheckers.cpp at the 10.3 pin (62bdde2a)",
-    "chk-10.6": f"{_OT} onnxOpCheckers.cpp at the 10.6 pin (4442153a)",
-    "utl-10.3": f"{_OT} importerUtils.cpp at the 10.3 pin (62bdde2a)",
-    "utl-10.10": f"{_OT} importerUtils.cpp at the 10.10 pin (3b9c961a)",
-    "mi-10.3": f"{_OT} ModelImporter.cpp parseNode at the 10.3 pin (62bdde2a), lines 222-255",
-    "mi-10.6": f"{_OT} ModelImporter.cpp parseNode at the 10.6 pin (4442153a), lines 225-229",
-    "mi-10.7": f"{_OT} ModelImporter.cpp isNodeInPluginRegistry / parseNode at the 10.7 pin "
-               "(9c69a24bc2e20c8a511a4e6b06fd49639ec5300a), lines 111-121, 165-188",
-    "mi-10.16": f"{_OT} ModelImporter.cpp shouldImportAsPlugin at the 10.16 pin (6bde6596) and the 11.0 pin (5ab48c5c)",
-    "cl": "NVIDIA/TensorRT CHANGELOG.md at release/11.1 (905361629f22836090d75ea77cba732a25107148)",
-    "rn-11.2": "NVIDIA/TensorRT v11.2 release (2026-08-04): 'Added support for the DFT operator' (cuFFT FFTPlugin)",
-    "rn-11.5": "NVIDIA/TensorRT v11.5 release (2026-11-18): 'Added support for ONNX opset 25'",
-    "fft-11.3": "NVIDIA/TensorRT plugin/fftPlugin at v11.3 (98adec82349b3ae22aa3f753d733b9a1a84d497d): "
-                "FP16/BF16 need power-of-two lengths",
+    "ops-10.1": f"{_OT} docs/operators.md {_GA}",
+    "ops-10.16": f"{_OT} docs/operators.md at the 10.16 pin (6bde6596eca84abf9afe9b4d21c18c32800fd3ad, code index)",
+    "imp-10.1": f"{_OT} onnxOpImporters.cpp {_GA}",
+    "utl-10.1": f"{_OT} importerUtils.cpp {_GA}",
+    "utlh-10.1": f"{_OT} importerUtils.hpp {_GA}",
+    "chk-10.1": f"{_OT} onnxOpCheckers.cpp {_GA}",
+    "mi-10.1": f"{_OT} ModelImporter.cpp {_GA}",
+    "wc-10.1": f"{_OT} WeightsContext.cpp {_GA}",
+    "mi-11.0": f"{_OT} ModelImporter.cpp at the 11.0 pin (5ab48c5c), {_IDX}: parseNode dispatches by op type "
+               "(a plugin first only for a node with plugin_namespace), and refuses a node whose non-empty outputs "
+               "are not as many as the importer returns",
+    "imp-10.13": f"{_OT} onnxOpImporters.cpp at the 10.13 pin (346bdcae450e2724ffc16d7e15710d3bbf76d7ed, the "
+                 f"parsers/onnx gitlink of {_TRT} v10.13.0), {_IDX}",
+    "imp-11.0": f"{_OT} onnxOpImporters.cpp at the 11.0 pin (5ab48c5c436a5686b8574c4a372cbca224273b5a, the "
+                f"parsers/onnx gitlink of {_TRT} v11.0), {_IDX}",
+    "nvinfer-10.7": f"{_TRT} include/NvInfer.h at release/10.7 (97ff24489d0ea979c418c7a0847dfc14c8483846) "
+                    "L7703-7717 addSqueeze: 'Axes must be resolvable to a constant Int32 or Int64 1D shape tensor'",
+    "dims-10.3": f"{_TRT} include/NvInferRuntimeBase.h at release/10.3 (5b990f0a739d8faf962dfe54f4829942633c639c) "
+                 "L204-205: 'The maximum rank ... MAX_DIMS{8}'",
+    "cl": f"{_TRT} CHANGELOG.md at release/11.1 (905361629f22836090d75ea77cba732a25107148)",
+    "plugin": "this repository's engines/plugins/converse2d/converse2d_plugin.cpp, Converse2DPluginCreator::"
+              "createPlugin (the fields it reads and the values it refuses)",
+    "rn-11.2": f"NOT READ HERE: {_TRT} v11.2 release notes ('Added support for the DFT operator'), cited by an "
+               "earlier session; the snapshot here ends at release/11.1: rules resting on it give 'not verified'",
+    "rn-11.5": f"NOT READ HERE: {_TRT} v11.5 release notes ('Added support for ONNX opset 25'), cited by an earlier "
+               "session; used only for the documented opset range, which never refuses",
+}
+# The ref each line's rules were read at; "inferred" where that line's own pin cannot be read here.
+LINE_REFS = {
+    "10.3": "inferred from 10.1-GA (imp-10.1 and its helpers) and the 10.2/10.3 changelog (cl)",
+    "10.7": "inferred from 10.1-GA and the 10.13 pin where both agree, and the 10.4-10.7 changelog (cl)",
+    "10.13": "the 10.13 pin (imp-10.13) where a rule cites it, else inferred from 10.1-GA",
+    "11.0": "the 11.0 pin (imp-11.0) where a rule cites it, else inferred from 10.1-GA",
+    "11.2": "inferred from the 11.0 pin (no 11.1+ parser source readable here)",
 }
 
 FLOATS = ("FP32", "FP16", "BF16")
@@ -70,13 +89,13 @@ ALL = (*NUMBERS, "BOOL")
 ANY = None  # any value of the attribute
 
 # Documented default-domain opset ranges (the parser's code only warns below 7 and never refuses a
-# higher opset, mi-10.3 importModel): (first release, highest opset, source).
+# higher opset, mi-10.1 importModel): (first release, highest opset, source).
+# Documented default-domain opset ranges. The importer never refuses an opset (mi-10.1 L729-742: a warning
+# below 7 only), so a model outside the documented range is "not verified", never refused.
 OPSET_MAX = (
-    ((10, 3), 20, "ops-10.1 'opset 9 to opset 20' (the 10.3-10.5 headers say the same)"),
-    ((10, 6), 22, "ops-10.6 'opset 9 to opset 22' (10.6-10.10)"),
-    ((10, 11), 22, "10.11-10.14: no operators.md readable; the 10.10 range is kept"),
-    ((10, 15), 24, "ops-10.16 'opset 9 to opset 24' (10.15, 10.16, 11.1 alike)"),
-    ((11, 5), 25, "rn-11.5 'Added support for ONNX opset 25'"),
+    ((10, 3), 20, "ops-10.1 'opset 9 to opset 20' (10.3-10.14: no later operators.md readable here, kept)"),
+    ((10, 15), 24, "ops-10.16 'opset 9 to opset 24' (10.15-11.4: inferred)"),
+    ((11, 5), 25, "rn-11.5 (not read here)"),
 )
 OPSET_MIN = 9
 
@@ -120,107 +139,122 @@ _REDUCE = dict(inputs=(1, 2), attrs={"keepdims": ANY, "noop_with_empty_axes": (0
                const_inputs={1: None})
 _ELEMENTWISE = dict(inputs=(2, 2), types=NUMBERS)
 _QDQ = dict(inputs=(2, 3), attrs={"axis": ANY}, const_inputs={1: None, 2: None})
+_EW = "utl-10.1 elementwiseHelper L566-606, elementwiseCheck L522-563 (BOOL refused)"
+_UN = "utl-10.1 unaryHelper L1693"
+_ACT = "utl-10.1 activationHelper L34-37 (INT32, BOOL, UINT8 refused)"
 
 RULES: dict[str, Rule] = {r.op: r for r in [
-    # element-wise: BOOL refused by elementwiseCheck
-    _r("Add", "ops-10.1 Add; utl-10.3 elementwiseCheck L514-556", **_ELEMENTWISE),
-    _r("Sub", "ops-10.1 Sub; utl-10.3 elementwiseCheck", **_ELEMENTWISE),
-    _r("Mul", "ops-10.1 Mul; utl-10.3 elementwiseCheck", **_ELEMENTWISE),
-    _r("Div", "ops-10.1 Div; utl-10.3 elementwiseCheck", **_ELEMENTWISE),
-    _r("Max", "ops-10.1 Max; utl-10.3 elementwiseCheck", inputs=(1, 8), types=NUMBERS),
-    _r("Equal", "ops-10.1 Equal; imp-10.3 Equal L1796", inputs=(2, 2), types=ALL),
-    _r("Mod", "ops-10.1 Mod; imp-10.3 Mod L3586-3589: fmod=0 (the default) needs integer inputs", inputs=(2, 2),
-       attrs={"fmod": (0,)}, types=("INT32", "INT64")),
-    _r("Pow", "ops-10.1 Pow; utl-10.3 elementwiseCheck kPOW: float base and exponent", inputs=(2, 2)),
-    # unary (unaryHelper / activationHelper refuse BOOL, INT32, UINT8)
-    _r("Neg", "ops-10.1 Neg; utl-10.3 unaryHelper kNEG L1707-1721", types=NUMBERS),
-    _r("Sqrt", "ops-10.1 Sqrt; utl-10.3 unaryHelper L1724"),
-    _r("Reciprocal", "ops-10.1 Reciprocal; utl-10.3 unaryHelper"),
-    _r("Cos", "ops-10.1 Cos; utl-10.3 unaryHelper"),
-    _r("Sin", "ops-10.1 Sin; utl-10.3 unaryHelper"),
-    _r("Erf", "ops-10.1 Erf; utl-10.3 unaryHelper"),
-    _r("Relu", "ops-10.1 Relu; utl-10.3 activationHelper L37 (INT32 refused, against the docs)"),
-    _r("Sigmoid", "ops-10.1 Sigmoid; utl-10.3 activationHelper"),
-    _r("LeakyRelu", "ops-10.1 LeakyRelu; utl-10.3 activationHelper", attrs={"alpha": ANY}),
-    _r("PRelu", "ops-10.1 PRelu; imp-10.10 PRelu L4337-4344 (two float inputs)", inputs=(2, 2)),
-    _r("Gelu", "ops-10.1 Gelu; imp-10.3 Gelu L1990-2007 (approximate none|tanh); utl-10.3 activationHelper",
+    _r("Add", f"ops-10.1 Add; imp-10.1 Add L177; {_EW}", **_ELEMENTWISE),
+    _r("Sub", f"ops-10.1 Sub; imp-10.1 Sub L5675; {_EW}", **_ELEMENTWISE),
+    _r("Mul", f"ops-10.1 Mul; imp-10.1 Mul L3568; {_EW}", **_ELEMENTWISE),
+    _r("Div", f"ops-10.1 Div; imp-10.1 Div L1694; {_EW}", **_ELEMENTWISE),
+    _r("Max", f"ops-10.1 Max; imp-10.1 Max L3460-3463; {_EW} (no limit on the input count)", inputs=(1, 1 << 16),
+       types=NUMBERS),
+    _r("Equal", "ops-10.1 Equal; imp-10.1 Equal L1796; utl-10.1 elementwiseCheck L559 (all types)", inputs=(2, 2),
+       types=ALL),
+    _r("Mod", "ops-10.1 Mod; imp-10.1 Mod L3573-3633: fmod=0 refuses floating-point inputs (L3582-3586), fmod=1 "
+              "takes integers (L3594-3600) and floats (L3602-3632)", inputs=(2, 2), attrs={"fmod": (0, 1)},
+       types=NUMBERS),
+    _r("Pow", "ops-10.1 Pow; imp-10.1 Pow L4064; utl-10.1 elementwiseCheck kPOW L552-557 (float only)", inputs=(2, 2)),
+    _r("Neg", f"ops-10.1 Neg; imp-10.1 Neg L3635; {_UN}", types=NUMBERS),
+    _r("Sqrt", f"ops-10.1 Sqrt; imp-10.1 Sqrt L5603; {_UN}"),
+    _r("Reciprocal", f"ops-10.1 Reciprocal; imp-10.1 Reciprocal L4274; {_UN}"),
+    _r("Cos", f"ops-10.1 Cos; imp-10.1 Cos L1117; {_UN}"),
+    _r("Sin", f"ops-10.1 Sin; imp-10.1 Sin L5263; {_UN}"),
+    _r("Erf", f"ops-10.1 Erf; imp-10.1 Erf L1801; {_UN}"),
+    _r("Relu", f"ops-10.1 Relu; imp-10.1 Relu L4374; {_ACT}"),
+    _r("Sigmoid", f"ops-10.1 Sigmoid; imp-10.1 Sigmoid L5258; {_ACT}"),
+    _r("LeakyRelu", f"ops-10.1 LeakyRelu; imp-10.1 LeakyRelu L2805; {_ACT}", attrs={"alpha": ANY}),
+    _r("PRelu", "ops-10.1 PRelu; imp-10.1 PRelu L4069-4075 (two inputs, neither INT32 nor INT64)", inputs=(2, 2)),
+    _r("Gelu", f"ops-10.1 Gelu; imp-10.1 Gelu L1990-2007 (approximate none|tanh); {_ACT}",
        attrs={"approximate": ("none", "tanh")}),
-    _r("Identity", "ops-10.1 Identity; imp-10.3 Identity L2572", types=ALL),
-    # types and shapes
-    _r("Cast", "ops-10.1 Cast; chk-10.3 Cast L178-186; utl-10.3 convertDtype L313-334 (DOUBLE becomes FLOAT: "
-               "refused here, the result would not be what the graph says)", types=(*ALL, "UINT8"),
+    _r("Identity", "ops-10.1 Identity; imp-10.1 Identity L2572", types=ALL),
+    _r("Cast", "ops-10.1 Cast; chk-10.1 Cast L178-186; imp-10.1 Cast L385; utl-10.1 convertDtype L314-335 (DOUBLE "
+               "becomes FLOAT: left out, the result would not be what the graph says)", types=(*ALL, "UINT8"),
        attrs={"to": ("FLOAT", "FLOAT16", "BFLOAT16", "INT32", "INT64", "BOOL", "UINT8"), "saturate": ANY},
        required=("to",)),
-    _r("CastLike", "ops-10.1 CastLike; imp-10.3 CastLike L402-412", inputs=(2, 2), types=(*ALL, "UINT8"),
+    _r("CastLike", "ops-10.1 CastLike; imp-10.1 CastLike L402-412", inputs=(2, 2), types=(*ALL, "UINT8"),
        attrs={"saturate": ANY}),
-    _r("Concat", "ops-10.1 Concat; imp-10.3 Concat L649-666 (axis required)", inputs=(1, 1 << 16), attrs={"axis": ANY},
+    _r("Concat", "ops-10.1 Concat; imp-10.1 Concat L649-666 (axis required)", inputs=(1, 1 << 16), attrs={"axis": ANY},
        required=("axis",), types=ALL),
     _r("Constant", "ops-10.1 Constant: 'sparse_value, value_string, and value_strings attributes are unsupported'; "
-                   "chk-10.3 Constant L198-209", inputs=(0, 0),
+                   "chk-10.1 Constant L198-209; imp-10.1 Constant L668", inputs=(0, 0),
        attrs={"value": ANY, "value_float": ANY, "value_floats": ANY, "value_int": ANY, "value_ints": ANY}, types=ALL),
-    _r("Reshape", "ops-10.1 Reshape; imp-10.3 Reshape L4652-4698 (allowzero honoured)", inputs=(2, 2),
+    _r("Reshape", "ops-10.1 Reshape; imp-10.1 Reshape L4647-4694 (allowzero honoured)", inputs=(2, 2),
        attrs={"allowzero": (0, 1)}, types=ALL),
-    _r("Shape", "ops-10.1 Shape; imp-10.3 Shape L5229-5261", attrs={"start": ANY, "end": ANY}, types=ALL),
-    _r("Gather", "ops-10.1 Gather; imp-10.3 Gather L1924-1943", inputs=(2, 2), attrs={"axis": ANY}, types=ALL),
-    _r("Expand", "ops-10.1 Expand; imp-10.3 Expand L1811-1844", inputs=(2, 2), types=ALL),
-    _r("Tile", "ops-10.1 Tile; imp-10.3 Tile L5698-5718", inputs=(2, 2), types=ALL),
-    _r("Range", "ops-10.1 Range; imp-10.3 Range L4182 'only supports int32, int64, and float' (FP32 start, limit "
-                "and delta only as initializers: refused here)", inputs=(3, 3), types=("INT32", "INT64")),
-    _r("Transpose", "ops-10.1 Transpose; imp-10.3 Transpose L5786-5810", attrs={"perm": ANY}, types=ALL),
-    _r("DepthToSpace", "ops-10.1 DepthToSpace; imp-10.3 DepthToSpace L1245-1300 (any mode but DCR is read as CRD)",
+    _r("Shape", "ops-10.1 Shape; imp-10.1 Shape L5224-5257; imp-10.13 Shape (start, end)",
+       attrs={"start": ANY, "end": ANY}, types=ALL),
+    _r("Gather", "ops-10.1 Gather; imp-10.1 Gather L1924-1943", inputs=(2, 2), attrs={"axis": ANY}, types=ALL),
+    _r("Expand", "ops-10.1 Expand; imp-10.1 Expand L1811-1844", inputs=(2, 2), types=ALL),
+    _r("Tile", "ops-10.1 Tile; imp-10.1 Tile L5702-5723", inputs=(2, 2), types=ALL),
+    _r("Range", "ops-10.1 Range; imp-10.1 Range L4180-4273: start, limit and delta of one type (L4182-4186), INT32, "
+                "INT64 or FP32 (L4191-4193), FP32 taken here only with constant inputs (L4204-4209 read them "
+                "as shape tensors)", inputs=(3, 3), types=("INT32", "INT64", "FP32")),
+    _r("Transpose", "ops-10.1 Transpose; imp-10.1 Transpose L5790-5815", attrs={"perm": ANY}, types=ALL),
+    _r("DepthToSpace", "ops-10.1 DepthToSpace; imp-10.1 DepthToSpace L1245-1300 (any mode but DCR is read as CRD)",
        attrs={"blocksize": ANY, "mode": ("DCR", "CRD")}, required=("blocksize",), types=NUMBERS),
-    _r("SpaceToDepth", "ops-10.1 SpaceToDepth; imp-10.3 SpaceToDepth L5421-5431", attrs={"blocksize": ANY},
-       required=("blocksize",), types=NUMBERS),
-    _r("Split", "ops-10.1 Split; imp-10.3 Split L5465-5541 (num_outputs = the declared outputs, split and "
-                "num_outputs not both); mi-10.6 (an empty output name breaks the output count)", inputs=(1, 2),
-       outputs=None, attrs={"axis": ANY, "num_outputs": ANY}, types=ALL),
-    _r("Slice", "ops-10.1 Slice 'axes must be an initializer'; cl 10.3 'tensor axes inputs for Slice'; imp-10.10 "
-                "Slice (an omitted axes/steps input is skipped; imp-10.3 reads it as a tensor)", inputs=(3, 5),
-       const_inputs={3: "10.3"}, empty_inputs={3: "10.13", 4: "10.13"}, types=ALL),
-    _r("Squeeze", "ops-10.1 Squeeze 'axes must be an initializer'; imp-10.3 Squeeze L5615; cl 10.7 'dynamic axes "
-                  "support for Squeeze and Unsqueeze' (axes must still resolve to a build-time constant)",
-       inputs=(1, 2), const_inputs={1: "10.7"}, types=ALL),
-    _r("Unsqueeze", "ops-10.1 Unsqueeze 'axes must be a constant tensor'; imp-10.3 Unsqueeze L5884-5886; cl 10.7",
-       inputs=(2, 2), const_inputs={1: "10.7"}, types=ALL),
-    _r("Pad", "ops-10.1 Pad 'axes must be an initializer'; imp-10.3 Pad L3851-3873, modes L3997-4050; cl 10.4 "
-              "'tensor axes for Pad'", inputs=(2, 4), attrs={"mode": ("constant", "reflect", "edge", "wrap")},
+    _r("SpaceToDepth", "ops-10.1 SpaceToDepth; imp-10.1 SpaceToDepth L5425-5468; imp-10.13 SpaceToDepth",
+       attrs={"blocksize": ANY}, required=("blocksize",), types=NUMBERS),
+    _r("Split", "ops-10.1 Split; imp-10.1 Split L5469-5602, imp-10.13 Split, imp-11.0 Split: num_outputs equal to "
+                "the outputs (L5543-5547), not with split (L5524-5528), a last chunk known negative refused "
+                "(L5554-5557)", inputs=(1, 2), outputs=None, attrs={"axis": ANY, "num_outputs": ANY}, types=ALL),
+    _r("Slice", "ops-10.1 Slice; imp-10.1 Slice L5285-5403 (axes: a tensor read with no null check, L5320, and "
+                "'does not support dynamic axes', L5322-5323); cl 10.3 'tensor axes inputs for Slice'; imp-10.13 "
+                "Slice (an omitted axes input is skipped, isNullTensor, input 4, steps, is read whenever given, with "
+                "no null check, runtime axes via setInput(5))", inputs=(3, 5),
+       const_inputs={3: "10.13"}, empty_inputs={3: "10.13"}, types=ALL),
+    _r("Squeeze", "ops-10.1 Squeeze; imp-10.1 Squeeze L5608-5674 (axes an initializer, L5619, no axes on a dynamic "
+                  "shape refused, L5645-5649); imp-10.13 / imp-11.0 Squeeze (runtime axes go to addSqueeze, no axes "
+                  "on a dynamic shape refused); nvinfer-10.7 (runtime axes must resolve to constants: the builder's "
+                  "check, not the parser's)", inputs=(1, 2), const_inputs={1: None}, types=ALL),
+    _r("Unsqueeze", "ops-10.1 Unsqueeze 'axes must be a constant tensor'; imp-10.1 Unsqueeze L5874-5919 "
+                    "(L5888-5890: the axes' values must be known)", inputs=(2, 2), const_inputs={1: None}, types=ALL),
+    _r("Pad", "ops-10.1 Pad; imp-10.1 Pad L3786-4055: constant_value a scalar (L3818-3826), modes L3997-4050; "
+              "cl 10.4 'tensor axes for Pad'", inputs=(2, 4), attrs={"mode": ("constant", "reflect", "edge", "wrap")},
        const_inputs={3: "10.7"}, types=NUMBERS),
     # reductions: axes must be weights on every line (reduceTensor)
-    _r("ReduceMean", "ops-10.1 ReduceMean 'axes must be an initializer'; utl-10.3 reduceTensor L1465-1466", **_REDUCE),
-    _r("ReduceSum", "ops-10.1 ReduceSum 'axes must be an initializer'; utl-10.3 reduceTensor", **_REDUCE),
-    _r("ReduceProd", "ops-10.1 ReduceProd 'axes must be an initializer'; utl-10.3 reduceTensor", **_REDUCE),
-    _r("ReduceSumSquare", "ops-10.1 ReduceSumSquare 'axes must be an initializer'; utl-10.3 reduceTensor", **_REDUCE),
-    _r("ReduceMax", "ops-10.1 ReduceMax 'axes must be an initializer'; utl-10.3 reduceTensor", **_REDUCE),
+    _r("ReduceMean", "ops-10.1 ReduceMean 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
+    _r("ReduceSum", "ops-10.1 ReduceSum 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
+    _r("ReduceProd", "ops-10.1 ReduceProd 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
+    _r("ReduceSumSquare", "ops-10.1 ReduceSumSquare 'axes must be an initializer'; utl-10.1 reduceTensor L1456",
+       **_REDUCE),
+    _r("ReduceMax", "ops-10.1 ReduceMax 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
     # layers
-    _r("Conv", "ops-10.1 Conv; imp-10.3 Conv L737-863; utl-10.3 getKernelParams L745-826, convMultiInput "
-               "L1742-1850 (10.3: a runtime weight, e.g. from DequantizeLinear, needs kernel_shape; cl 10.4 fix)",
-       inputs=(2, 3), attrs={"auto_pad": ("NOTSET", "VALID"), "dilations": ANY, "group": ANY, "kernel_shape": ANY,
-                             "pads": ANY, "strides": ANY}, required=("kernel_shape",),
-       changes={"10.7": {"required": ()}}),
-    _r("MatMul", "ops-10.1 MatMul; imp-10.3 MatMul L3409 (A not INT32/INT64)", inputs=(2, 2)),
-    _r("Gemm", "ops-10.1 Gemm", inputs=(2, 3), attrs={"alpha": ANY, "beta": ANY, "transA": (0, 1), "transB": (0, 1)}),
-    _r("Softmax", "ops-10.1 Softmax; imp-10.3 Softmax L5400-5409 (opset >= 13: one axis)", attrs={"axis": ANY}),
-    _r("LayerNormalization", "ops-10.1 LayerNormalization 'Only the first output Y is supported'; mi-10.3 (declared "
-                             "outputs, empty names included, <= returned); chk-10.6 LayerNormalization L416-420 "
-                             "(emptyOutputChecker)", inputs=(2, 3), outputs=1,
-       attrs={"axis": ANY, "epsilon": ANY, "stash_type": (1,)}),
-    _r("Resize", "ops-10.1 Resize: transformation, interpolation and nearest modes, aspect-ratio policy 'stretch', "
-                 "'Antialiasing is not supported'", inputs=(1, 4),
-       attrs={"antialias": (0,), "coordinate_transformation_mode": ("half_pixel", "pytorch_half_pixel",
-              "tf_half_pixel_for_nn", "asymmetric", "align_corners"), "cubic_coeff_a": ANY, "exclude_outside": (0,),
-              "extrapolation_value": ANY, "keep_aspect_ratio_policy": ("stretch",), "mode": ("nearest", "linear"),
+    _r("Conv", "ops-10.1 Conv; imp-10.1 Conv L737-867 (constant weights: the kernel size from the weights, L747, "
+               "runtime weights: utl-10.1 convMultiInput L1750); utl-10.1 getKernelParams L753-836 (auto_pad "
+               "SAME_UPPER/SAME_LOWER L790-836, refused together with pads L819-822)",
+       inputs=(2, 3), attrs={"auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"), "dilations": ANY,
+                             "group": ANY, "kernel_shape": ANY, "pads": ANY, "strides": ANY}),
+    _r("MatMul", "ops-10.1 MatMul; imp-10.1 MatMul L3407-3459 (A not INT32/INT64)", inputs=(2, 2)),
+    _r("Gemm", "ops-10.1 Gemm; imp-10.1 Gemm L2009-2084", inputs=(2, 3),
+       attrs={"alpha": ANY, "beta": ANY, "transA": (0, 1), "transB": (0, 1)}),
+    _r("Softmax", "ops-10.1 Softmax; imp-10.1 Softmax L5404-5414; imp-10.13 Softmax", attrs={"axis": ANY}),
+    _r("LayerNormalization", "ops-10.1 LayerNormalization 'Only the first output Y is supported'; imp-10.1 "
+                             "LayerNormalization L2752-2804 (stash_type read by convertDtype and otherwise ignored, "
+                             "L2781-2782); mi-10.1 L222-225 (declared outputs, empty names included, <= returned)",
+       inputs=(2, 3), outputs=1, attrs={"axis": ANY, "epsilon": ANY, "stash_type": ANY}),
+    _r("Resize", "ops-10.1 Resize; imp-10.1 Resize L4389-4646: modes nearest, linear, cubic (L4400-4411), axes "
+                 "attribute (L4414-4422), exclude_outside and cubic_coeff_a (L4500-4509), coordinate modes "
+                 "(L4450-4479, others refused), linear on the 3 and cubic on the 2 innermost axes with constant "
+                 "scales (L4612-4623, utl-10.1 canUseNDResize L265-279), non-trivial axes with runtime scales "
+                 "refused (L4628-4633), antialias and keep_aspect_ratio_policy are not read (left out)", inputs=(1, 4),
+       attrs={"antialias": (0,), "axes": ANY, "coordinate_transformation_mode": ("half_pixel", "pytorch_half_pixel",
+              "tf_half_pixel_for_nn", "asymmetric", "align_corners"), "cubic_coeff_a": ANY, "exclude_outside": (0, 1),
+              "extrapolation_value": ANY, "keep_aspect_ratio_policy": ("stretch",),
+              "mode": ("nearest", "linear", "cubic"),
               "nearest_mode": ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")}),
-    _r("If", "ops-10.1 If; chk-10.3 If L368-378 (then and else: the same number of outputs)", outputs=None,
-       attrs={"then_branch": ANY, "else_branch": ANY}, required=("then_branch", "else_branch"), types=("BOOL",)),
-    # explicit quantization (imp-10.3 QuantDequantLinearHelper L1346-1656)
-    _r("QuantizeLinear", "ops-10.1 QuantizeLinear 'y_zero_point must be 0'; imp-10.3 L1352-1355 (UINT8 zero point "
-                         "refused), L1378-1419 (constant scale > 0), L1521-1528 (per-channel axis default 0 up to "
-                         "10.10, 1 from 10.16: written explicitly)", types=FLOATS, **_QDQ),
-    _r("DequantizeLinear", "ops-10.1 DequantizeLinear 'x_zero_point must be zero'; imp-10.3 QuantDequantLinearHelper",
-       types=("INT8", "FP8", "INT4"), **_QDQ),
-    _r("DFT", "ops-10.1 DFT 'N'; chk-10.3 DFT L904 (refused before any function or plugin); rn-11.2; fft-11.3 "
-              "(FP32 here: FP16/BF16 only on power-of-two lengths, and with no 11.2+ importer readable, "
-              "dft_length and axis must be constants)", inputs=(1, 3), attrs={"inverse": (0, 1), "onesided": (0,)},
+    _r("If", "ops-10.1 If; chk-10.1 If L368-378 (then and else: the same number of outputs); imp-10.1 If L2579",
+       outputs=None, attrs={"then_branch": ANY, "else_branch": ANY}, required=("then_branch", "else_branch"),
+       types=("BOOL",)),
+    # explicit quantization (imp-10.1 QuantDequantLinearHelper L1346-1658)
+    _r("QuantizeLinear", "ops-10.1 QuantizeLinear 'y_zero_point must be 0'; imp-10.1 L1346-1658: scale count > 0 "
+                         "(L1383-1384), constant scale all positive (L1403-1404), zero point all zeros "
+                         "(L1491-1494), per-channel: the scale count equals the axis dimension (L1536-1539), a "
+                         "missing axis is read as 0 (L1521-1531, ONNX says 1: left out)", types=FLOATS, **_QDQ),
+    _r("DequantizeLinear", "ops-10.1 DequantizeLinear 'x_zero_point must be zero'; imp-10.1 QuantDequantLinearHelper "
+                           "L1346-1658 (as QuantizeLinear)", types=("INT8", "FP8", "INT4"), **_QDQ),
+    _r("DFT", "ops-10.1 DFT 'N'; chk-10.1 DFT L904-907 (refused by the static checker); rn-11.2 (not read here: "
+              "from 11.2 not verified)", inputs=(1, 3), attrs={"inverse": (0, 1), "onesided": (0,)},
        const_inputs={1: None, 2: None}, types=("FP32",), since="11.2"),
 ]}
 

@@ -161,9 +161,9 @@ def build_engine(
 
     trt = import_tensorrt()
     version = trt.__version__
-    from restormer_deploy.engines.tensorrt.lint import lint
+    from restormer_deploy.engines.tensorrt.lint import lint, version_for
 
-    lint_warnings = [str(i) for i in lint(model, version)]
+    lint_warnings = [str(i) for i in lint(model, version_for(version, notify=log))]
     for w in lint_warnings:
         log(f"warning (lint): {w}")
     prepared, report = core.prepare_onnx(model, version)

