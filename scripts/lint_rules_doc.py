@@ -30,7 +30,7 @@ def _line_changes(rule: allowlist.Rule) -> str:
     for line, change in rule.changes.items():
         parts.append(f"from {line}: " + ", ".join(f"{k} = {v or 'none'}" for k, v in change.items()))
     if rule.since != "10.3":
-        parts.append(f"parsed from {rule.since}")
+        parts.append(f"rule applies from {rule.since}")
     return "; ".join(parts) or "-"
 
 

@@ -342,7 +342,21 @@ def _lint_one(model: onnx.ModelProto, version, infos) -> list[LintIssue]:
     graph_io = {v.name for v in (*prepared.graph.input, *prepared.graph.output)}
     ctx = lint_forms.Ctx(consts=_constants(prepared.graph), tags=infos[0], shapes=infos[1], line=line)
     issues += _graph_io_issues(prepared.graph, ctx, graph_io)
-    return issues
+    return [_mark_inferred(i, line) for i in issues]
+
+
+_OWN_REF = {"10.13": ("-10.13",), "11.0": ("-11.0",)}  # the lines whose own parser pin was read here
+
+
+def _mark_inferred(issue: LintIssue, line: str) -> LintIssue:
+    """A refusal whose source is not the line's own pin says it is inferred for that line."""
+    if not issue.refused or "inferred" in issue.message or "[plugin]" in issue.message:
+        return issue
+    if any(ref in issue.message for ref in _OWN_REF.get(line, ())):
+        return issue
+    return LintIssue(issue.node, issue.op, f"{issue.message} (inferred for the {line} line from the cited refs: "
+                                           f"its own pin is not readable here)" if line not in _OWN_REF else
+                     f"{issue.message} (inferred for {line} from the cited refs)", issue.verdict)
 
 
 def plugin_node_count(model: onnx.ModelProto | str | Path) -> int:

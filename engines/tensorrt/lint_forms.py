@@ -52,15 +52,22 @@ def _input(node, i: int) -> str:
 
 def mod(node, ctx: Ctx):
     if _attrs(node).get("fmod", 0) == 0 and ctx.tag(_input(node, 0)) in FLOAT_TAGS:
-        return [(REFUSED, "fmod=0 with floating-point inputs [imp-10.1 Mod L3582-3586]")]
+        return [(REFUSED, "fmod=0 with floating-point inputs [imp-10.1 Mod L3582-3586; imp-11.0 Mod]")]
     return []
 
 
 def range_(node, ctx: Ctx):
-    tags = {ctx.tag(_input(node, i)) for i in range(3)} - {None}
-    if len(tags) > 1:
-        return [(REFUSED, f"start, limit and delta of different types {sorted(tags)} [imp-10.1 Range L4182-4186]")]
-    if tags == {"FP32"} and any(_input(node, i) not in ctx.consts for i in range(3)):
+    start, limit, delta = (ctx.tag(_input(node, i)) for i in range(3))
+    if start and delta and start != delta:
+        return [(REFUSED, f"start {start} and delta {delta} of different types [imp-10.1 Range L4182-4186; imp-11.0 "
+                          f"Range]")]
+    if start and limit and start != limit:
+        # 10.1-GA compares with a comma operator (only start against delta counts); 11.0 compares all three
+        if ctx.line in ("11.0", "11.2"):
+            return [(REFUSED, f"start {start} and limit {limit} of different types [imp-11.0 Range]")]
+        return [(UNVERIFIED, f"start {start} and limit {limit} of different types: imp-10.1 Range L4182 checks "
+                             f"only start against delta, imp-11.0 all three")]
+    if start == "FP32" and any(_input(node, i) not in ctx.consts for i in range(3)):
         return [(UNVERIFIED, "FP32 Range with a runtime input (read as shape tensors, imp-10.1 Range L4204-4209; "
                              "only constant FP32 inputs are in the allow-list)")]
     return []
@@ -107,7 +114,7 @@ def resize(node, ctx: Ctx):
     if attrs.get("axes") and runtime_scales:
         rank = len(ctx.shape(_input(node, 0)) or ())
         if not rank or list(attrs["axes"]) != list(range(rank)):
-            found.append((REFUSED, "the axes attribute with runtime scales [imp-10.1 Resize L4628-4633]"))
+            found.append((REFUSED, "the axes attribute with runtime scales [imp-10.1 Resize L4628-4633; imp-11.0 Resize]"))
     if mode in ("linear", "cubic"):
         inner = 3 if mode == "linear" else 2
         changed, rank = _resized_axes(node, ctx)
@@ -117,7 +124,7 @@ def resize(node, ctx: Ctx):
         elif any(a < rank - inner for a in changed):
             verdict = REFUSED if _input(node, 2) in ctx.consts else UNVERIFIED
             found.append((verdict, f"{mode} Resize on axes {changed}: only the {inner} innermost of rank {rank} "
-                                   f"[imp-10.1 Resize L4612-4623; utl-10.1 canUseNDResize L265-279]"))
+                                   f"[imp-10.1 Resize L4612-4623; imp-11.0 Resize; utl-10.1 canUseNDResize L265-279]"))
     return found
 
 
@@ -158,7 +165,7 @@ def pad(node, ctx: Ctx):
     value = ctx.value(name)
     if value is not None and value.size != 1:
         return [(REFUSED, f"constant_value with {value.size} values: 'required to be a scalar' "
-                          f"[imp-10.1 Pad L3818-3826]")]
+                          f"[imp-10.1 Pad L3818-3826; imp-11.0 Pad]")]
     shape = ctx.shape(name)
     if value is None and (shape is None or np.prod([d or 2 for d in shape]) != 1):
         return [(UNVERIFIED, "a runtime constant_value that is not known to be a scalar (imp-10.1 Pad L3847)")]

@@ -6,8 +6,8 @@ level, Converse blocks and iterations) are cut to one, which leaves the set of n
 TensorRT parser sees unchanged and keeps the traces short. ``-m paper_full`` runs the full depths.
 
 For each: fp32 and fp16, Converse2D as the plugin node (``function``), as MatMuls and as DFT nodes,
-written for TensorRT (``target="trt"``); no finding on 10.3, 10.7, 10.13 and 11.0 (the DFT lowering:
-on 11.2, and refused before), and no LayerNormalization with more than one output. The default
+written for TensorRT (``target="trt"``); every node parses on 10.3, 10.7, 10.13, 11.0 and 11.2 (the DFT
+lowering: refused before 11.2, not verified on 11.2, whose parser source is not readable here), and no LayerNormalization with more than one output. The default
 model's INT8 (Q/DQ, FP16 fallback) file is linted too.
 """
 
@@ -68,6 +68,8 @@ def _check(preset: str, full: bool = False) -> None:
                 assert found[version] == [], (*where, version, found[version][:3])
             if lowering == "dft":
                 assert all(found[v] for v in BEFORE_DFT), where
+                # 11.2's DFT importer is not readable here: not verified, never refused
+                assert found["11.2"] and not any(i.refused for i in found["11.2"]), (*where, found["11.2"][:3])
 
 
 @pytest.mark.slow

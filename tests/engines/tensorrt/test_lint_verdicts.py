@@ -149,6 +149,15 @@ def test_range_on_fp32_constants_and_max_with_nine_inputs():
     assert kinds(build("Max", [X4] * 9, {}, 1)) == every("parses")
 
 
+def test_range_types_as_each_parser_compares_them():
+    """10.1-GA compares start with delta only (a comma operator, imp-10.1 Range L4182); the 11.0 pin all three."""
+    limit_differs = build("Range", [const(0, I64), tensor(T.INT32, []), const(1, I64)], {}, 1)
+    assert kinds(limit_differs) == {**dict.fromkeys(ALL_LINES[:3], "not verified"), "11.0": "refused",
+                                    "11.2": "refused"}
+    delta_differs = build("Range", [const(0, I64), tensor(I64, []), const(1, T.INT32)], {}, 1)
+    assert kinds(delta_differs) == every("refused")
+
+
 def test_a_builtin_op_in_another_domain_is_dispatched_by_op_type():
     model = build("Relu", [X4], {}, 1)
     model.graph.node[0].domain = "com.example"
