@@ -153,7 +153,8 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Equal", "ops-10.1 Equal; imp-10.1 Equal L1796; utl-10.1 elementwiseCheck L559 (all types)", inputs=(2, 2),
        types=ALL),
     _r("Mod", "ops-10.1 Mod; imp-10.1 Mod L3573-3633: fmod=0 refuses floating-point inputs (L3582-3586), fmod=1 "
-              "takes integers (L3594-3600) and floats (L3602-3632); imp-11.0 Mod (the same)", inputs=(2, 2), attrs={"fmod": (0, 1)},
+              "takes integers (L3594-3600) and floats (L3602-3632); imp-11.0 Mod (the same)", inputs=(2, 2),
+       attrs={"fmod": (0, 1)},
        types=NUMBERS),
     _r("Pow", "ops-10.1 Pow; imp-10.1 Pow L4064; utl-10.1 elementwiseCheck kPOW L552-557 (float only)", inputs=(2, 2)),
     _r("Neg", f"ops-10.1 Neg; imp-10.1 Neg L3635; {_UN}", types=NUMBERS),
@@ -189,7 +190,8 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Tile", "ops-10.1 Tile; imp-10.1 Tile L5702-5723", inputs=(2, 2), types=ALL),
     _r("Range", "ops-10.1 Range; imp-10.1 Range L4180-4273: start and delta of one type (L4182-4186, a comma "
                 "operator: limit is not compared), INT32, INT64 or FP32 (L4191-4193), FP32 taken here only with "
-                "constant inputs (L4204-4209 read them as shape tensors); imp-11.0 Range (all three of one type)", inputs=(3, 3), types=("INT32", "INT64", "FP32")),
+                "constant inputs (L4204-4209 read them as shape tensors); imp-10.13 Range, imp-11.0 Range (all "
+                "three of one type)", inputs=(3, 3), types=("INT32", "INT64", "FP32")),
     _r("Transpose", "ops-10.1 Transpose; imp-10.1 Transpose L5790-5815", attrs={"perm": ANY}, types=ALL),
     _r("DepthToSpace", "ops-10.1 DepthToSpace; imp-10.1 DepthToSpace L1245-1300 (any mode but DCR is read as CRD)",
        attrs={"blocksize": ANY, "mode": ("DCR", "CRD")}, required=("blocksize",), types=NUMBERS),
@@ -210,7 +212,8 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Unsqueeze", "ops-10.1 Unsqueeze 'axes must be a constant tensor'; imp-10.1 Unsqueeze L5874-5919 "
                     "(L5888-5890: the axes' values must be known)", inputs=(2, 2), const_inputs={1: None}, types=ALL),
     _r("Pad", "ops-10.1 Pad; imp-10.1 Pad L3786-4055: constant_value a scalar (L3818-3826), modes L3997-4050; "
-              "imp-11.0 Pad (constant_value a scalar); cl 10.4 'tensor axes for Pad'", inputs=(2, 4), attrs={"mode": ("constant", "reflect", "edge", "wrap")},
+              "imp-11.0 Pad (constant_value a scalar); cl 10.4 'tensor axes for Pad'", inputs=(2, 4),
+       attrs={"mode": ("constant", "reflect", "edge", "wrap")},
        const_inputs={3: "10.7"}, types=NUMBERS),
     # reductions: axes must be weights on every line (reduceTensor)
     _r("ReduceMean", "ops-10.1 ReduceMean 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
@@ -231,13 +234,15 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Softmax", "ops-10.1 Softmax; imp-10.1 Softmax L5404-5414; imp-10.13 Softmax", attrs={"axis": ANY}),
     _r("LayerNormalization", "ops-10.1 LayerNormalization 'Only the first output Y is supported'; imp-10.1 "
                              "LayerNormalization L2752-2804 (stash_type read by convertDtype and otherwise ignored, "
-                             "L2781-2782); mi-10.1 L222-225 (declared outputs, empty names included, <= returned)",
+                             "L2781-2782); imp-11.0 LayerNormalization (stash_type read, never checked); "
+                             "mi-10.1 L222-225 (declared outputs, empty names included, <= returned)",
        inputs=(2, 3), outputs=1, attrs={"axis": ANY, "epsilon": ANY, "stash_type": ANY}),
     _r("Resize", "ops-10.1 Resize; imp-10.1 Resize L4389-4646: modes nearest, linear, cubic (L4400-4411), axes "
                  "attribute (L4414-4422), exclude_outside and cubic_coeff_a (L4500-4509), coordinate modes "
                  "(L4450-4479, others refused), linear on the 3 and cubic on the 2 innermost axes with constant "
                  "scales (L4612-4623, utl-10.1 canUseNDResize L265-279), non-trivial axes with runtime scales "
-                 "refused (L4628-4633), antialias and keep_aspect_ratio_policy are not read (left out); imp-11.0 Resize (the same checks)", inputs=(1, 4),
+                 "refused (L4628-4633), antialias and keep_aspect_ratio_policy are not read (left out); imp-11.0 "
+                 "Resize (the same checks)", inputs=(1, 4),
        attrs={"antialias": (0,), "axes": ANY, "coordinate_transformation_mode": ("half_pixel", "pytorch_half_pixel",
               "tf_half_pixel_for_nn", "asymmetric", "align_corners"), "cubic_coeff_a": ANY, "exclude_outside": (0, 1),
               "extrapolation_value": ANY, "keep_aspect_ratio_policy": ("stretch",),

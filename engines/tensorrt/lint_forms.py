@@ -59,14 +59,15 @@ def mod(node, ctx: Ctx):
 def range_(node, ctx: Ctx):
     start, limit, delta = (ctx.tag(_input(node, i)) for i in range(3))
     if start and delta and start != delta:
-        return [(REFUSED, f"start {start} and delta {delta} of different types [imp-10.1 Range L4182-4186; imp-11.0 "
-                          f"Range]")]
+        return [(REFUSED, f"start {start} and delta {delta} of different types [imp-10.1 Range L4182-4186; imp-10.13 "
+                          f"Range; imp-11.0 Range]")]
     if start and limit and start != limit:
-        # 10.1-GA compares with a comma operator (only start against delta counts); 11.0 compares all three
-        if ctx.line in ("11.0", "11.2"):
-            return [(REFUSED, f"start {start} and limit {limit} of different types [imp-11.0 Range]")]
+        # 10.1-GA compares with a comma operator (only start against delta counts); 10.13 and 11.0 all three
+        if ctx.line in ("10.13", "11.0", "11.2"):
+            return [(REFUSED, f"start {start} and limit {limit} of different types [imp-10.13 Range; imp-11.0 "
+                              f"Range]")]
         return [(UNVERIFIED, f"start {start} and limit {limit} of different types: imp-10.1 Range L4182 checks "
-                             f"only start against delta, imp-11.0 all three")]
+                             f"only start against delta, imp-10.13 and imp-11.0 all three")]
     if start == "FP32" and any(_input(node, i) not in ctx.consts for i in range(3)):
         return [(UNVERIFIED, "FP32 Range with a runtime input (read as shape tensors, imp-10.1 Range L4204-4209; "
                              "only constant FP32 inputs are in the allow-list)")]
@@ -114,7 +115,8 @@ def resize(node, ctx: Ctx):
     if attrs.get("axes") and runtime_scales:
         rank = len(ctx.shape(_input(node, 0)) or ())
         if not rank or list(attrs["axes"]) != list(range(rank)):
-            found.append((REFUSED, "the axes attribute with runtime scales [imp-10.1 Resize L4628-4633; imp-11.0 Resize]"))
+            found.append((REFUSED, "the axes attribute with runtime scales [imp-10.1 Resize L4628-4633; imp-11.0 "
+                                   "Resize]"))
     if mode in ("linear", "cubic"):
         inner = 3 if mode == "linear" else 2
         changed, rank = _resized_axes(node, ctx)
