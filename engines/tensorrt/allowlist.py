@@ -1,23 +1,20 @@
 """What the TensorRT ONNX parser accepts of the operators our exports emit, per TensorRT line.
 
-Deny by default: for an operator in ``RULES`` anything its rule does not allow is a finding: an
-attribute it does not list, an attribute value outside its set, a required attribute missing, an
-input count outside its range, an empty optional input the line cannot skip, a runtime tensor where
-the parser needs an initializer or a Constant, more outputs than the importer returns, an input type
-it does not list, a line before ``since``. Operators we never emit are checked by the older
-operator table (``onnx_trt_ops.py``) in ``lint.py``.
+A node *parses* only in a form its ``RULES`` entry allows: listed attributes and values, required
+attributes, an input count in range, omitted inputs and runtime tensors only where the line takes
+them, a listed type of input 0, a line from ``since``. Anything outside the rule is *not verified*
+(``lint.py``); a *refusal* needs a check whose cited source refuses the form (``lint_forms.py`` and
+the output, type and rank checks of ``lint.py``). Operators with no rule are not verified.
 
-Every rule names its sources (labels of ``SOURCES``): rows of onnx-tensorrt ``docs/operators.md``,
-importer and checker functions at the onnx-tensorrt commits that NVIDIA/TensorRT's release branches
-pin (read with git), TensorRT changelog and release-notes lines. Where a release's parser source
-could not be read (10.11-10.13, 10.15, 11.1, 11.2+), the rule of the nearest read release is kept and
-the rule says so; docs/TENSORRT_LINT.md lists every rule.
+Every rule names its sources (labels of ``SOURCES``), each a ref read here: onnx-tensorrt at tag
+release/10.1-GA (git), the 10.13, 10.16 and 11.0 pins (code index), NVIDIA/TensorRT headers and
+CHANGELOG. ``LINE_REFS`` says which read ref stands for each line; where a line's own pin cannot be
+read (10.3, 10.7, 11.2) its rules are inferred and the findings say so. docs/TENSORRT_LINT.md lists
+every rule (``scripts/lint_rules_doc.py``).
 
-Lines, named by their first release; a version uses the newest line at or below it. A rule that
-changed inside a line takes the strictest form of that line.
-
-* ``10.3``: 10.3-10.6;  ``10.7``: 10.7-10.12 (plugin before local function, dynamic Squeeze /
-  Unsqueeze axes);  ``10.13``: 10.13-10.16;  ``11.0``: 11.0-11.1;  ``11.2``: 11.2 and later (DFT).
+Lines, named by their first release; a version uses the newest line at or below it:
+``10.3``: 10.3-10.6;  ``10.7``: 10.7-10.12;  ``10.13``: 10.13-10.16;  ``11.0``: 11.0-11.1;
+``11.2``: 11.2 and later.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""ONNX operators the TensorRT ONNX parser imports, per TensorRT line (data for ``lint.py``).
+"""ONNX operators the TensorRT ONNX parser imports, per TensorRT line: the documented table.
+
+Since issue 26 no verdict rests on this table (``allowlist.py`` holds the forms read in the parser
+source; an operator without a rule there is "not verified"); ``lint.table_version`` still names the
+table column of a version in reports.
 
 ``BASE`` is the table of TensorRT 10.3; ``CHANGES`` holds what each later release changed;
 ``VERSIONS`` is the resulting table from each release on (a version uses the newest at or below it). Per operator: ``supported``; ``types``, the types its first input may
