@@ -14,14 +14,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from restormer_deploy.restormer.degrade import parse_degradation
 from restormer_deploy.restormer.errors import BadInput
 from restormer_deploy.restormer.imageio import ImageReadError, list_images, read_image
-from restormer_deploy.restormer.presets import ModelSpec
-from restormer_deploy.restormer.restormer_arch import pad_to_multiple
+
+if TYPE_CHECKING:  # no torch at import: ``restore-quantize`` runs without it (spec: a ModelSpec or an OnnxSpec)
+    from restormer_deploy.restormer.presets import ModelSpec
 
 
 class CalibrationError(BadInput):
@@ -46,6 +48,18 @@ class ImageSet:
 def _warn(notes: list[str], message: str) -> None:
     notes.append(message)
     warnings.warn(message, stacklevel=3)
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
+    """NumPy twin of ``restormer_deploy.restormer.restormer_arch.pad_to_multiple`` (which needs torch):
+    pad bottom/right to multiples of ``multiple``, reflecting, or replicating the edge when the pad is
+    not smaller than the image."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = "reflect" if pad_h < h and pad_w < w else "edge"
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, pad_h), (0, pad_w)], mode=mode)
 
 
 def select_paths(folder, count: int | None = None, start: int = 0) -> list[Path]:
@@ -109,13 +123,11 @@ def load_images(
             lq, target, kernel, scoring = sample.lq, sample.gt, sample.kernel, (sample.border, sample.y_channel)
         else:
             lq, target, kernel, scoring = gt.astype(np.float32) / 255.0, gt, None, (0, False)
-        x = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))[None].float()
+        x = np.asarray(lq, dtype=np.float32).transpose(2, 0, 1)[None]
         if spec.in_channels == 6:  # dual-pixel: two views
-            x = torch.cat([x, x.flip(-1)], dim=1)
+            x = np.concatenate([x, x[..., ::-1]], axis=1)
         oh, ow = x.shape[-2] * spec.scale, x.shape[-1] * spec.scale
-        if spec.pad_multiple > 1:
-            x, _ = pad_to_multiple(x, spec.pad_multiple)
-        arrays = (np.ascontiguousarray(x.numpy(), dtype=np.float32),)
+        arrays = (np.ascontiguousarray(pad_to_multiple(x, spec.pad_multiple), dtype=np.float32),)
         if spec.needs_kernel:
             arrays += (np.asarray(kernel, dtype=np.float32)[None, None],)
         out.inputs.append(arrays)

@@ -1,42 +1,56 @@
 """INT8: calibration, per-layer sensitivity, a greedy mixed-precision search, Q/DQ ONNX.
 
-``Int8Quantizer`` is the exporter's quantizer (``restormer_deploy.export.stages.Quantizer``)::
+``quantize_graph(fp32_graph, spec, options)`` is the one quantizer: an FP32 ONNX graph in, the Q/DQ
+graph, its report and the range cache's writer out. Two callers:
+
+* ``restormer_deploy.calibration.onnx_in.quantize_file`` (``restore-quantize IN.onnx``): an FP32 file
+  written by this project, verified against that file on held-out images; no torch needed;
+* ``Int8Quantizer``, the exporter's quantizer (``restormer_deploy.export.stages.Quantizer``)::
 
     export(model, out, options=ExportOptions(precision="int8"), quantizer=Int8Quantizer(Int8Options(...)))
 
-It takes the FP32 graph (traced, rewritten by ``restormer_deploy.export.optimize``, the reference functions attached
-so that ONNX Runtime runs it) and returns the Q/DQ graph; the exporter then applies its precision
-passes (FP16 for what stays in higher precision with ``fallback="fp16"``, for TensorRT; nothing with
-``"fp32"``, ONNX Runtime CPU), the optional Converse2D lowering and the metadata (``precision=int8``).
+  on the FP32 graph of a trace (rewritten by ``restormer_deploy.export.optimize``, the reference
+  functions attached so that ONNX Runtime runs it); the exporter then applies its precision passes
+  (FP16 for what stays in higher precision with ``fallback="fp16"``, for TensorRT; nothing with
+  ``"fp32"``, ONNX Runtime CPU), the optional Converse2D lowering and the metadata (``precision=int8``).
 
-``build_int8``:
+``quantize_graph``:
 
-1. the calibration (and search) images (``restormer_deploy.calibration.data``), read by ``check(spec)`` before the trace
-   so that bad input fails fast;
+1. the calibration (and search) images (``restormer_deploy.calibration.data``; ``Int8Quantizer`` reads
+   them in ``check(spec)`` before the trace so that bad input fails fast);
 2. ranges of every Conv/MatMul input and output from ONNX Runtime's calibrators, or from the JSON
    cache (``restormer_deploy.calibration.ranges``);
 3. the candidate layers (not the first and last, not ``--exclude``, ...);
 4. sensitivity and the greedy search (``restormer_deploy.calibration.search``), at one thread by default;
 5. Q/DQ insertion (``restormer_deploy.calibration.qdq``) and the report (``restormer_deploy.calibration.report``).
+
+Nothing here imports torch or the exporter at module level (``restore-quantize`` runs without torch).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
 from restormer_deploy.calibration.data import CalibrationError, ImageSet, load_images, select_paths
 from restormer_deploy.calibration.options import Int8Options  # noqa: F401  (also importable from here)
-from restormer_deploy.calibration.qdq import Layer, consumers, conv_macs, find_layers, insert_qdq, output_takes_no_q
+from restormer_deploy.calibration.qdq import (Layer, consumers, conv_macs, find_layers, insert_qdq, is_lowered_solve,
+                                              output_takes_no_q)
 from restormer_deploy.calibration.ranges import Ranges, amax_of, calibrate, fingerprint, load_cache, save_cache
 from restormer_deploy.calibration.report import int8_report
 from restormer_deploy.calibration.search import greedy_search
+from restormer_deploy.calibration.speed import cpu_speed
 from restormer_deploy.export.ort_session import cpu_session
-from restormer_deploy.export.stages import Quantized
-from restormer_deploy.restormer.presets import ModelSpec
+
+if TYPE_CHECKING:
+    from restormer_deploy.export.stages import Quantized
+    from restormer_deploy.restormer.presets import ModelSpec
+
 
 class Int8Quantizer:
     """``restormer_deploy.export.stages.Quantizer`` for INT8 Q/DQ files; ``log``: progress lines (``print``)."""
@@ -54,6 +68,17 @@ class Int8Quantizer:
     def __call__(self, fp32_graph: onnx.ModelProto, spec: ModelSpec, net=None) -> Quantized:
         sets = self._sets[1] if self._sets is not None and self._sets[0] is spec else None
         return build_int8(fp32_graph, spec, self.options, sets=sets, log=self.log)
+
+
+def build_int8(graph: onnx.ModelProto, spec: ModelSpec, opts: Int8Options, *,
+               sets: tuple[ImageSet, ImageSet] | None = None, log=print) -> Quantized:
+    """``quantize_graph`` as the exporter's ``Quantized`` (the range cache's writer as ``on_accept``:
+    the exporter calls it once the file is accepted, so nothing is written on error)."""
+    from restormer_deploy.export.stages import Quantized  # the exporter's type: torch is there anyway
+
+    done = quantize_graph(graph, spec, opts, sets=sets, log=log)
+    return Quantized(model=done.model, fallback=opts.fallback, metadata=done.metadata, report=done.report,
+                     on_accept=done.save_cache)
 
 
 # --------------------------------------------------------------------------- the stages
@@ -161,28 +186,40 @@ def select_candidates(graph: onnx.ModelProto, layers: list[Layer], amax: dict[st
 # --------------------------------------------------------------------------- the composition
 
 
-def build_int8(graph: onnx.ModelProto, spec: ModelSpec, opts: Int8Options, *,
-               sets: tuple[ImageSet, ImageSet] | None = None, log=print) -> Quantized:
-    """The Q/DQ graph of the FP32 ``graph`` (not modified), its report, and the range cache's writer
-    as ``on_accept`` (the exporter calls it once the file is accepted: nothing is written on error)."""
+@dataclass(kw_only=True)
+class Int8Graph:
+    model: onnx.ModelProto               # the Q/DQ graph (float parts FP32; the exporter may make them FP16)
+    report: dict                         # restormer_deploy.calibration.report.int8_report, plus "cpu_speed"
+    metadata: dict[str, str]             # the file's int8_* metadata
+    save_cache: Callable[[], None]       # writes the range cache: call it once the file is accepted
+
+
+def quantize_graph(graph: onnx.ModelProto, spec, opts: Int8Options, *,
+                   sets: tuple[ImageSet, ImageSet] | None = None, log=print) -> Int8Graph:
+    """The Q/DQ graph of the FP32 ``graph`` (not modified). ``spec``: a ModelSpec or an
+    ``onnx_in.OnnxSpec`` (what the images need: channels, scale, pad multiple, kernel, degradation)."""
     t0 = time.perf_counter()
     opts.check()
     calib, search = sets if sets is not None else load_sets(spec, opts)
-    layers = find_layers(graph)
+    # an exported file's lowered Converse2D solves are no layers (the export quantizes before lowering)
+    layers = [layer for layer in find_layers(graph) if not is_lowered_solve(layer)]
     if not layers:
-        raise CalibrationError(f"{spec.name} has no Conv/MatMul layer to quantize")
+        raise CalibrationError(f"{spec.name} has no Conv/MatMul layer with constant weights to quantize")
     ranges = calibrated_ranges(graph, layers, calib, spec, opts, log=log)
     conv_macs(graph, layers, layer_shapes(graph, layers, spec, opts.mac_size, opts.threads))
     candidates, excluded = select_candidates(graph, layers, ranges.amax, opts)
     ort_file = opts.fallback == "fp32"  # the ONNX Runtime CPU file: int32 biases, uint8 activations
 
     def quantize(chosen: list[Layer]) -> onnx.ModelProto:
-        return insert_qdq(graph, chosen, ranges.amax, ort_file, uint8_activations=ort_file)
+        return insert_qdq(graph, chosen, ranges.amax, ort_file, uint8_activations=ort_file, saturation_safe=ort_file)
 
     found = greedy_search(graph, candidates, search, quantize=quantize, budget=opts.psnr_budget,
                           sensitivity=opts.sensitivity, threads=opts.threads, log=log)
     model = quantize(found.chosen)
     report = int8_report(opts=opts, calib=calib, search=search, ranges=ranges, layers=layers, found=found,
                          excluded=excluded, model=model, seconds=time.perf_counter() - t0)
+    if opts.speed_check and ort_file:
+        log(f"timing FP32 and INT8 in ONNX Runtime on the CPU ({opts.mac_size}x{opts.mac_size}, 1 thread) ...")
+        report["cpu_speed"] = cpu_speed(graph, model, spec, opts.mac_size)
     metadata = {"int8_fallback": opts.fallback, "int8_calibration": f"{opts.calib_method}, {len(calib.names)} images"}
-    return Quantized(model=model, fallback=opts.fallback, metadata=metadata, report=report, on_accept=ranges.save)
+    return Int8Graph(model=model, report=report, metadata=metadata, save_cache=ranges.save)

@@ -42,6 +42,7 @@ class Int8Options:
     mac_size: int = 256
     sensitivity: bool = True              # per-layer analysis and greedy search
     threads: int = 1
+    speed_check: bool = True              # fp32 fallback: time FP32 and INT8 in ONNX Runtime (report "cpu_speed")
 
     def check(self) -> None:
         if self.calib_dir is None:

@@ -31,13 +31,21 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from restormer_deploy.export.contract import DOMAIN
-
 QUANT_OPS = ("Conv", "MatMul")
 # Ops that only move data: a quantized value passing them still reaches whatever they feed.
 PASS_THROUGH = {"Split", "Concat", "Reshape", "Transpose", "Slice", "Gather", "Squeeze", "Unsqueeze", "Identity",
                 "Flatten", "DepthToSpace", "SpaceToDepth", "Expand", "Tile", "Pad", "Cast"}
 QMAX = 127
+# Weights of the ONNX Runtime CPU file that meet an int16 pair sum (``saturation_safe``): 7 bits. On x86
+# without VNNI (AVX2, AVX-512 without VNNI) ONNX Runtime's U8S8 GEMM (MLAS: vpmaddubsw, then vpmaddwd)
+# adds two uint8 x int8 products in int16 with saturation; uint8 activations with zero point 128 sit
+# near 128, so 8-bit weights overflow it (255 * 127 * 2 = 64770 > 32767) and the result depends on
+# the CPU. With |w| <= 63: 255 * 63 * 2 = 32130 <= 32767, exact on every CPU (ONNX Runtime's
+# ``reduce_range``). Depthwise convolutions (one input channel per group) run another kernel.
+QMAX_SATURATION_SAFE = 63
+# Everything outside these domains is a custom node (``restormer::TransposedAttention``, ``restormer::Converse2D``,
+# a new architecture's own): decided here without export.contract, which needs torch through the presets.
+STANDARD_DOMAINS = ("", "ai.onnx", "com.microsoft")
 
 
 @dataclass
@@ -64,6 +72,8 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
             continue
         if node.op_type == "Conv" and (len(node.input) < 2 or node.input[1] not in inits):
             continue  # a convolution with a computed kernel is not a layer with weights
+        if node.op_type == "MatMul" and not any(name in inits for name in node.input[:2]):
+            continue  # activation x activation (e.g. a lowered Converse2D's DFTs, Constant nodes): no weights
         key = node.name.split("/")[0] or node.output[0]
         layer = layers.setdefault(key, Layer(key, node.op_type))
         layer.nodes.append(node.name)
@@ -73,6 +83,15 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
                 bucket.append(name)
         layer.outputs.extend(node.output)
     return list(layers.values())
+
+
+# How export/lowering.py names the nodes of a Converse2D solve it lowers (``<node>/matmul/...``,
+# ``<node>/dft/...``): in an exported file its DFT MatMuls look like layers, but they are the solve.
+LOWERED_SOLVE_MARKS = ("/matmul/", "/dft/")
+
+
+def is_lowered_solve(layer: Layer) -> bool:
+    return any(mark in name for name in layer.nodes for mark in LOWERED_SOLVE_MARKS)
 
 
 def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -86,7 +105,7 @@ def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
 def reaches_custom(name: str, uses: dict[str, list[onnx.NodeProto]], depth: int = 0) -> bool:
     """Does tensor ``name`` feed a custom-domain node, directly or through data-movement ops?"""
     for node in uses.get(name, []):
-        if node.domain == DOMAIN:
+        if node.domain not in STANDARD_DOMAINS:
             return True
         if node.op_type in PASS_THROUGH and depth < 16 and any(reaches_custom(o, uses, depth + 1) for o in node.output):
             return True
@@ -102,24 +121,33 @@ def activation_scale(amax: float) -> float:
     return float(max(amax, 1e-8)) / QMAX
 
 
-def quantize_weight(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel int8: (int8 values, float32 scales along ``axis``)."""
+def pairs_meet_in_int16(node: onnx.NodeProto, w: np.ndarray) -> bool:
+    """Does ONNX Runtime's U8S8 GEMM sum pairs of this layer's products in int16 (without VNNI)? Every
+    Conv with two or more input channels per group, and every MatMul; not a depthwise Conv."""
+    return node.op_type == "MatMul" or (w.ndim >= 2 and w.shape[1] >= 2)
+
+
+def quantize_weight(w: np.ndarray, axis: int, qmax: int = QMAX) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 on [-qmax, qmax]: (int8 values, float32 scales along ``axis``)."""
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     amax = np.abs(moved).max(axis=1)
-    scale = (np.where(amax > 0, amax, 1.0) / QMAX).astype(np.float32)
+    scale = (np.where(amax > 0, amax, 1.0) / qmax).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip(np.round(w / scale.reshape(shape)), -QMAX, QMAX).astype(np.int8)
+    q = np.clip(np.round(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
     return q, scale
 
 
 def insert_qdq(model: onnx.ModelProto, layers: list[Layer], amax: dict[str, float],
-               int32_bias: bool = False, quantize_outputs: bool = True, uint8_activations: bool = False) -> onnx.ModelProto:
+               int32_bias: bool = False, quantize_outputs: bool = True, uint8_activations: bool = False,
+               saturation_safe: bool = False) -> onnx.ModelProto:
     """A copy of ``model`` with the given layers quantized (``amax``: tensor -> calibrated |max|).
 
     ``uint8_activations``: activations as uint8 with zero point 128 — the same symmetric grid
     (scale amax/127) shifted by 128, which is what ONNX Runtime's own S8->U8 pass makes of an int8
-    pair and what its x86 int8 kernels (U8S8) need; used for the ONNX Runtime CPU file only."""
+    pair and what its x86 int8 kernels (U8S8) need; used for the ONNX Runtime CPU file only.
+    ``saturation_safe``: 7-bit weights where ONNX Runtime's U8S8 kernels sum pairs in int16
+    (``QMAX_SATURATION_SAFE``), so that the file computes the same on CPUs with and without VNNI."""
     model = copy.deepcopy(model)
     graph = model.graph
     inits = _inits(model)
@@ -175,7 +203,8 @@ def insert_qdq(model: onnx.ModelProto, layers: list[Layer], amax: dict[str, floa
             elif i < 2:  # weight
                 w = numpy_helper.to_array(inits[name]).astype(np.float32)
                 axis = 0 if node.op_type == "Conv" else w.ndim - 1
-                q, scale = quantize_weight(w, axis)
+                safe = saturation_safe and pairs_meet_in_int16(node, w)
+                q, scale = quantize_weight(w, axis, QMAX_SATURATION_SAFE if safe else QMAX)
                 base = f"{node.name.replace('/', '_')}__w{i}"
                 new_inits += [numpy_helper.from_array(q, f"{base}_int8"),
                               numpy_helper.from_array(scale, f"{base}_scale"),

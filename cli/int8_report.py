@@ -1,4 +1,5 @@
-"""The tables of an INT8 export's report (``restormer_deploy.calibration.report.int8_report``), for restore-export."""
+"""The tables of an INT8 report (``restormer_deploy.calibration.report.int8_report``), for restore-export and
+restore-quantize; with a measured CPU speed where INT8 is slower than FP32, the note that says so."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def _amax(values: dict) -> str:
     return f"{max(known):.3g}" if known else "-"
 
 
-def print_int8_report(console: Console, report: dict, max_rows: int = 25) -> None:
+def print_int8_report(console: Console, report: dict, max_rows: int = 25, notes: bool = True) -> None:
     cal, psnr = report["calibration"], report["psnr"]
     summary = Table("", "", title="INT8 calibration and search")
     summary.add_row("calibration", f"{cal['count']} images from {cal['dir']}, crop {cal['crop'] or 'full'}, "
@@ -31,6 +32,11 @@ def print_int8_report(console: Console, report: dict, max_rows: int = 25) -> Non
     summary.add_row("drop (budget)", f"{psnr['drop_db']:.3f} dB ({report['psnr_budget_db']} dB)"
                     + ("" if psnr["within_budget"] else "  [bold red]over budget[/]"))
     summary.add_row("INT8 vs FP32 output", f"{psnr['int8_vs_fp32']:.2f} dB")
+    speed = report.get("cpu_speed")
+    if speed:
+        summary.add_row("ONNX Runtime CPU, FP32 / INT8", f"{speed['fp32_ms']:.0f} / {speed['int8_ms']:.0f} ms "
+                        f"({speed['speedup']:.2f}x; {speed['size']}x{speed['size']}, {speed['threads']} thread)"
+                        + ("  [bold yellow]INT8 slower[/]" if speed["slower"] else ""))
     summary.add_row("not quantized", ", ".join(f"{k} ({v})" for k, v in report["excluded"].items()) or "-")
     console.print(summary)
 
@@ -53,3 +59,8 @@ def print_int8_report(console: Console, report: dict, max_rows: int = 25) -> Non
         table.add_row(l["name"], l["op"], f"{100 * l['mac_share']:.2f}", _amax(l["input_amax"]),
                       _amax(l["output_amax"]), _db(l["sensitivity_db"]), l["precision"])
     console.print(table)
+    from restormer_deploy.calibration.speed import slower_note
+
+    note = slower_note(speed) if notes else None
+    if note:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)

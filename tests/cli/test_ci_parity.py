@@ -41,17 +41,14 @@ def exports(tmp_path_factory):
     return tmp_path_factory.mktemp("ci_parity")
 
 
-# Known regression, not from this code: in this machine's fresh environment (2026-12-05) the INT8 export's
-# self-check gives 32.0 dB (< 35) also at the previous session's commit 039c14c, with onnxruntime 1.32.0
-# and 1.31.1 alike; the previous session measured it passing. The cause (a dependency of the trace or
-# of the calibration, or the calibration data) is not found yet: xfail, not skip, so a fix shows up as XPASS.
-INT8_REGRESSION = pytest.mark.xfail(reason="INT8 self-check 32.0 dB < 35 dB in the 2026-12-05 environment, "
-                                           "also at 039c14c: environment regression under investigation", strict=False)
-
-
+# The INT8 file must pass on every x86 CPU (issue 30). It gave 32.0 dB < 35 in the 2026-12-05 environment and
+# passed (45 dB) elsewhere: the file's arithmetic depended on the CPU. Without VNNI, ONNX Runtime's U8S8
+# convolutions sum pairs of uint8 x int8 products in int16 with saturation, which 8-bit weights against
+# uint8 activations (zero point 128) overflow; emulated here, that drops the self-check to 24-26 dB, with
+# VNNI it is 45 dB. The ONNX Runtime file now has 7-bit weights where pairs form (calibration/qdq.py,
+# tests/calibration/test_saturation.py): the same result on both kinds of CPU (docs/INT8.md).
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp32", "fp16", pytest.param("int8", marks=INT8_REGRESSION)],
-                         ids=lambda p: f"{p}-{SOURCE}")
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"], ids=lambda p: f"{p}-{SOURCE}")
 def test_default_model_export_passes_restore_parity(exports, precision):
     onnx_path = exports / f"default_{precision}.onnx"
     made = _cli("restore-export", "default", "--precision", precision, *EXPORT_ARGS[precision], "--out", str(onnx_path))
