@@ -217,6 +217,9 @@ def main(
 
     try:
         check_out(model, fmt, out_path, check_trt)
+        if precision == "int8" and fmt == "onnx" and not check_trt and model.lower().endswith(".onnx"):
+            raise ValueError(f"{model} is an ONNX file: quantize it with restore-quantize {model} --calib-dir DIR "
+                             f"--out OUT.onnx (restore-export quantizes a preset or checkpoint)")
         if fmt == "triton-repo":
             from restormer_deploy.engines.triton.repository import resolve_backend
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import tifffile
-import torch
 from PIL import Image, ImageOps
 
 from restormer_deploy.restormer.errors import BadInput
@@ -391,6 +391,8 @@ def _atomic(path: Path, write) -> None:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8/uint16 HxW or HxWxC -> (1, C, H, W) float32 in [0, 1]."""
+    import torch  # here, not at import: reading images needs no torch (restore-quantize runs without it)
+
     img = np.asarray(img)
     if img.ndim == 2:
         img = img[..., None]
@@ -405,7 +407,8 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 
 def from_float(x, dtype=np.uint8) -> np.ndarray:
     """Float image in [0, 1] (HxW(xC) array or (1,)C,H,W tensor) -> HxWxC uint, clipped, rounded."""
-    if isinstance(x, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach().float().cpu()
         if x.dim() == 4:
             if x.shape[0] != 1:
