@@ -3,8 +3,9 @@
 #   make test   set up .venv and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build on this machine; on a GPU machine use e.g. TORCH_SPEC="torch==2.13.0" with the CUDA index.
-TORCH_SPEC ?= torch==2.13.0
+# torch with the torchvision that spandrel needs (both on this machine's disk: a CUDA build that runs on
+# the CPU); PyPI's torchvision does not import beside the CPU-only torch 2.13.0.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -13,8 +14,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev,zoo]"
 	touch $(STAMP)
 
 demo: $(STAMP)

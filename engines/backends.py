@@ -30,6 +30,7 @@ import numpy as np
 from restormer_deploy.export.contract import ContractError, read_sidecar, same_engine_version, spec_from_metadata
 from restormer_deploy.restormer.errors import RunFailed, one_line
 from restormer_deploy.restormer.presets import PRESETS, ModelSpec
+from restormer_deploy.restormer.zoo import ZOO_SUFFIXES
 
 BACKENDS = ("auto", "torch", "torch-cpu", "torch-cuda", "ort", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -375,12 +376,11 @@ def artifact_kind(artifact: str) -> str:
         return "onnx"
     if suffix in ENGINE_SUFFIXES:
         return "engine"
-    if suffix == ".safetensors" or artifact in PRESETS:
+    if suffix in ZOO_SUFFIXES or artifact in PRESETS:
         return "torch"
-    if suffix in (".pth", ".pt"):
-        raise ValueError(f"{artifact}: official .pth weights need their architecture: pass PRESET --weights {artifact}")
-    raise ValueError(f"unknown artefact {artifact!r}: expected a preset ({', '.join(PRESETS)}), a .safetensors "
-                     "checkpoint, an .onnx model or a TensorRT .engine/.plan")
+    raise ValueError(f"unknown artefact {artifact!r}: expected a preset ({', '.join(PRESETS)}), a checkpoint "
+                     f"({', '.join(ZOO_SUFFIXES)}: ours or any that spandrel recognises), an .onnx model or a "
+                     "TensorRT .engine/.plan")
 
 
 def available_backends(artifact: str) -> list[str]:

@@ -17,6 +17,7 @@ always safe.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib
 import io
@@ -48,7 +49,8 @@ VERIFY_SIZE = 64
 # What the graph is made from besides the weights: an editable install keeps its version number
 # when these change.
 _GRAPH_SOURCES = ("restormer_deploy.export", "restormer_deploy.restormer.restormer_arch",
-                  "restormer_deploy.restormer.converse_arch", "restormer_deploy.restormer.ops")
+                  "restormer_deploy.restormer.converse_arch", "restormer_deploy.restormer.ops",
+                  "restormer_deploy.restormer.zoo")
 
 
 class CacheError(RunFailed):
@@ -180,8 +182,10 @@ def _reuse(path: Path, record_path: Path, key: dict, provider: str, threads: int
 def _verify(runner: Runner, reference: Runner, spec: ModelSpec) -> tuple[float, float]:
     """(PSNR, max abs error) of ``runner`` (activated) against ``reference`` on the exporter's sample image."""
     from restormer_deploy.export.onnx_export import sample_inputs
+    from restormer_deploy.export.stages import check_sizes
+    from restormer_deploy.restormer.zoo import is_zoo_architecture
 
-    inputs = sample_inputs(spec, VERIFY_SIZE)
+    inputs = sample_inputs(spec, check_sizes(spec)[0] if is_zoo_architecture(spec.architecture) else VERIFY_SIZE)
     with reference:
         want = reference.run(*inputs)
     got = runner.run(*inputs)
@@ -214,7 +218,8 @@ def ensure_export(model: str, *, weights: str | os.PathLike | None = None, provi
     path, record_path = cache_paths(key, root)
     reused, why = _reuse(path, record_path, key, provider, threads)
     if reused:
-        reused[0].spec = spec  # the file's metadata knows less of the model than its own spec
+        # the file's metadata knows less of the model than its own spec, but the batch the export fixed
+        reused[0].spec = dataclasses.replace(spec, max_batch=reused[0].spec.max_batch)
         return Cached(reused[0], path, reused[1], "reused")
     _writable(path.parent)
     options = ExportOptions(precision=PRECISION, converse_lowering="auto", target="ort", verify_size=VERIFY_SIZE)
@@ -242,7 +247,7 @@ def ensure_export(model: str, *, weights: str | os.PathLike | None = None, provi
         if isinstance(exc, OSError):
             raise CacheError(f"cannot write to the cache folder {path.parent}: {exc.strerror or exc}") from None
         raise
-    runner.spec = spec
+    runner.spec = dataclasses.replace(spec, max_batch=runner.spec.max_batch)
     return Cached(runner, path, record, "remade" if why else "exported", why)
 
 

@@ -28,7 +28,10 @@ METADATA_KEYS = ("architecture", "preset", "task", "scale", "in_channels", "out_
                  "pad_multiple", "precision", "tool_version", "source_sha256")
 # optional metadata: the model's recommended tiling ("none": whole images). Files written before it
 # was added lack it and get their preset's.
-OPTIONAL_METADATA_KEYS = ("tile", "tile_overlap")
+OPTIONAL_METADATA_KEYS = ("tile", "tile_overlap", "min_size", "square", "max_batch")
+# optional records of how the file was made: the exporter of a third-party model, the FP32 islands of an
+# FP16 graph (JSON: node -> why) and its parity under FP16 arithmetic (restormer_deploy.export.islands)
+RECORD_METADATA_KEYS = ("exporter", "fp32_islands", "psnr_fp16_arithmetic")
 SPEC_KEYS = ("in_channels", "out_channels", "scale", "pad_multiple")  # the integers a runner needs
 # the sidecar of a TensorRT engine: the metadata keys plus these
 ENGINE_KEYS = ("tensorrt_version", "gpu", "compute_capability", "profile", "plugin_sha256", "onnx_sha256")
@@ -123,13 +126,32 @@ def spec_from_metadata(props: dict, source: str) -> tuple[ModelSpec, str]:
         name=preset or Path(source).stem, architecture=arch, task=str(props.get("task", "")),
         config=dict(base.config) if base else {}, needs_kernel=needs_kernel, weights=None,
         degrade=base.degrade if base else None, **ints, **_tiling_from_metadata(props, source, base, ints["pad_multiple"]),
+        **_size_from_metadata(props, source),
     )
     return spec, str(props.get("precision", "fp32"))
 
 
+def _size_from_metadata(props: dict, source: str) -> dict:
+    try:
+        min_size = int(str(props.get("min_size", "0")))
+    except ValueError:
+        raise ContractError(f"{source}: bad min_size metadata {props.get('min_size')!r} (an integer)") from None
+    if not 0 <= min_size <= 16384:
+        raise ContractError(f"{source}: metadata min_size {min_size} is outside [0, 16384]")
+    square = str(props.get("square", "0")).strip()
+    if square not in ("0", "1"):
+        raise ContractError(f"{source}: bad square metadata {square!r} (0 or 1)")
+    try:
+        max_batch = int(str(props.get("max_batch", "0")))
+    except ValueError:
+        raise ContractError(f"{source}: bad max_batch metadata {props.get('max_batch')!r} (an integer)") from None
+    return {"min_size": min_size, "square": square == "1", "max_batch": max(max_batch, 0)}
+
+
 def tiling_metadata(spec: ModelSpec) -> dict[str, str]:
     """The optional metadata of the spec's recommended tiling (``OPTIONAL_METADATA_KEYS``)."""
-    return {"tile": str(spec.tile) if spec.tile else "none", "tile_overlap": str(spec.tile_overlap)}
+    return {"tile": str(spec.tile) if spec.tile else "none", "tile_overlap": str(spec.tile_overlap),
+            "min_size": str(spec.min_size), "square": "1" if spec.square else "0", "max_batch": str(spec.max_batch)}
 
 
 def _tiling_from_metadata(props: dict, source: str, base: ModelSpec | None, pad_multiple: int) -> dict:

@@ -32,10 +32,12 @@ def _classes(node: onnx.NodeProto) -> set[str]:
     return set()
 
 
-def is_island(node: onnx.NodeProto) -> bool:
+def is_island(node: onnx.NodeProto, islands: frozenset[str] = frozenset()) -> bool:
+    """Whether a node computes in FP32: a module class of ``FP32_MODULES``, or named in ``islands``
+    (the measured islands of ``restormer_deploy.export.islands``)."""
     if node.domain not in ("", "ai.onnx"):
         return False  # custom nodes: FP16 at the border, FP32 inside their functions
-    return bool(_classes(node) & FP32_MODULES)
+    return (bool(node.name) and node.name in islands) or bool(_classes(node) & FP32_MODULES)
 
 
 # Inputs that stay float32 whatever the data type: Resize's scales (ONNX types them so) and Converse2D's
@@ -43,8 +45,8 @@ def is_island(node: onnx.NodeProto) -> bool:
 FP32_INPUTS = {("Resize", 2), ("Converse2D", 2)}
 
 
-def _wanted(node: onnx.NodeProto, index: int) -> int:
-    if (node.op_type, index) in FP32_INPUTS or is_island(node):
+def _wanted(node: onnx.NodeProto, index: int, islands: frozenset[str] = frozenset()) -> int:
+    if (node.op_type, index) in FP32_INPUTS or is_island(node, islands):
         return FLOAT
     return HALF
 
@@ -58,8 +60,10 @@ def _float_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
-def convert_to_fp16(model: onnx.ModelProto, io_fp16: bool = False) -> onnx.ModelProto:
-    """Return an FP16 copy of an FP32 model exported by this project (value_info must be complete)."""
+def convert_to_fp16(model: onnx.ModelProto, io_fp16: bool = False, islands=()) -> onnx.ModelProto:
+    """Return an FP16 copy of an FP32 model exported by this project (value_info must be complete);
+    nodes named in ``islands`` stay FP32 besides the module-class islands."""
+    islands = frozenset(islands)
     model = onnx.shape_inference.infer_shapes(model, data_prop=False)
     graph = model.graph
     types = _float_types(model)
@@ -70,12 +74,12 @@ def convert_to_fp16(model: onnx.ModelProto, io_fp16: bool = False) -> onnx.Model
     for node in graph.node:
         for out in node.output:
             if is_float(out):
-                new_type[out] = FLOAT if is_island(node) else HALF
+                new_type[out] = FLOAT if is_island(node, islands) else HALF
     inits = {i.name: i for i in graph.initializer}
     uses: dict[str, list[int]] = {}
     for node in graph.node:
         for index, name in enumerate(node.input):
-            uses.setdefault(name, []).append(_wanted(node, index))
+            uses.setdefault(name, []).append(_wanted(node, index, islands))
     for name, init in inits.items():
         if init.data_type == FLOAT:
             wanted = uses.get(name, [])
@@ -95,10 +99,10 @@ def convert_to_fp16(model: onnx.ModelProto, io_fp16: bool = False) -> onnx.Model
         return casts[key]
 
     for node in graph.node:
-        want = FLOAT if is_island(node) else HALF
+        want = FLOAT if is_island(node, islands) else HALF
         for i, name in enumerate(node.input):
-            if name and name in new_type and new_type[name] != _wanted(node, i):
-                node.input[i] = cast(name, _wanted(node, i))
+            if name and name in new_type and new_type[name] != _wanted(node, i, islands):
+                node.input[i] = cast(name, _wanted(node, i, islands))
         if node.op_type == "Cast" and node.domain in ("", "ai.onnx"):
             for attr in node.attribute:
                 if attr.name == "to" and attr.i == FLOAT:

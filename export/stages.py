@@ -150,6 +150,65 @@ def trace(net: torch.nn.Module, spec: ModelSpec, *, opset: int = ONNX_OPSET) -> 
     return model
 
 
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def check_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
+    """Input sizes (height, width) that meet the model's size requirements, to check an export at:
+    two squares and, unless the model takes squares only, a non-square one."""
+    m, lo = max(spec.pad_multiple, 1), max(spec.min_size, 16)
+    a = _round_up(max(lo, 48), m)
+    b = _round_up(max(lo, 48) + max(m, 16), m)
+    sizes = [(a, a), (b, b)] if a != b else [(a, a)]
+    if not spec.square:
+        sizes.append((a, b))
+    return sizes
+
+
+def trace_torchscript(net: torch.nn.Module, spec: ModelSpec, *, opset: int = 17, batch: int = 2) -> onnx.ModelProto:
+    """torch.onnx's TorchScript exporter with dynamic batch, height and width (a third-party model)."""
+    import io
+
+    h, w = check_sizes(spec)[0]
+    x = torch.rand(batch, spec.in_channels, h, w)
+    buf = io.BytesIO()
+    with quiet_exporter(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=opset, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                                        "output": {0: "batch", 2: "out_height", 3: "out_width"}})
+    model = onnx.load_from_string(buf.getvalue())
+    model.ir_version = min(model.ir_version, ORT_IR_VERSION)
+    return model
+
+
+def trace_dynamo(net: torch.nn.Module, spec: ModelSpec, *, opset: int = 18, batch: int = 2) -> onnx.ModelProto:
+    """The dynamo exporter for a third-party model: height and width declared as multiples of the
+    model's ``pad_multiple`` (so its own padding to that multiple is traced away), at least ``min_size``."""
+    m = max(spec.pad_multiple, 1)
+    lo = max(spec.min_size, 2 * m, 16)
+    example_batch, batch = batch, (torch.export.Dim("batch", min=1, max=1024) if batch > 1 else None)
+    if m > 1:
+        height = m * torch.export.Dim("hq", min=-(-lo // m), max=16384 // m)
+        width = m * torch.export.Dim("wq", min=-(-lo // m), max=16384 // m)
+    else:
+        height = torch.export.Dim("height", min=lo, max=16384)
+        width = torch.export.Dim("width", min=lo, max=16384)
+    h, w = check_sizes(spec)[0]
+    with quiet_exporter(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(net, (torch.rand(example_batch, spec.in_channels, h, w),), dynamo=True, opset_version=opset,
+                                    dynamic_shapes=({0: batch, 2: height, 3: width},), input_names=["input"],
+                                    output_names=["output"], optimize=True, verbose=False)
+    model = program.model_proto
+    model.ir_version = min(model.ir_version, ORT_IR_VERSION)
+    return model
+
+
+ZOO_EXPORTERS = {"torchscript": trace_torchscript, "dynamo": trace_dynamo}
+
+
 def _drop_node_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
     for node in model.graph.node:
         keep = [p for p in node.metadata_props if p.key not in keys]
@@ -177,14 +236,14 @@ def prepare(traced: onnx.ModelProto, *, optimize: bool = True, target: str = "or
 
 
 def apply_passes(model: onnx.ModelProto, *, precision: str, converse_lowering: str, io_fp16: bool = False,
-                 inline: bool = False) -> onnx.ModelProto:
+                 inline: bool = False, islands=()) -> onnx.ModelProto:
     """The passes after ``prepare`` (and after quantization); ``precision``: that of the float parts."""
     if precision not in FLOAT_PRECISIONS:
         raise ValueError(f"the float parts of a graph are fp32 or fp16, got {precision!r}")
     if precision == "fp16":
-        model = convert_to_fp16(model, io_fp16=io_fp16)
+        model = convert_to_fp16(model, io_fp16=io_fp16, islands=islands)
     mark_constant_kernels(model)
-    if converse_lowering in ("matmul", "dft"):
+    if converse_lowering in ("matmul", "dft") and any(n.op_type == "Converse2D" for n in model.graph.node):
         # After the FP16 pass: the lowered solve casts its FP16 inputs to FP32 and computes there.
         model = lower_converse2d(model, converse_lowering)
     _drop_node_metadata(model, (_CLASS_HIERARCHY,))  # only needed to place the FP32 islands
@@ -221,12 +280,14 @@ def set_metadata(model: onnx.ModelProto, spec: ModelSpec, precision: str, source
 
 
 def finish(graph: onnx.ModelProto | Quantized, spec: ModelSpec, options: ExportOptions, *,
-           source_sha256: str = "") -> onnx.ModelProto:
+           source_sha256: str = "", islands=(), extra: dict[str, str] | None = None) -> onnx.ModelProto:
     """Stages 2 and 3 on a prepared FP32 graph or a quantizer's answer (``graph`` may be modified);
     ``options.converse_lowering`` as resolved (``auto`` lowers nothing)."""
     quantized = graph if isinstance(graph, Quantized) else None
     model = quantized.model if quantized else graph
     model = apply_passes(model, precision=quantized.fallback if quantized else options.precision,
-                         converse_lowering=options.converse_lowering, io_fp16=options.io_fp16, inline=options.inline)
-    set_metadata(model, spec, options.precision, source_sha256, extra=quantized.metadata if quantized else None)
+                         converse_lowering=options.converse_lowering, io_fp16=options.io_fp16, inline=options.inline,
+                         islands=islands)
+    set_metadata(model, spec, options.precision, source_sha256,
+                 extra={**(extra or {}), **(quantized.metadata if quantized else {})})
     return model

@@ -15,9 +15,12 @@ from pathlib import Path
 
 from torch import nn
 
-from restormer_deploy.restormer.checkpoints import WeightsError, load_weights, read_checkpoint_config, read_state_dict
+from restormer_deploy.restormer import zoo
+from restormer_deploy.restormer.checkpoints import (WeightsError, config_path, load_weights, read_checkpoint_config,
+                                                    read_state_dict)
 from restormer_deploy.restormer.converse_arch import ConverseDnCNN, ConverseNet, ConverseSRResNet, ConverseUSRNet
 from restormer_deploy.restormer.restormer_arch import Restormer
+from restormer_deploy.restormer.zoo import ZOO_SUFFIXES
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "restormer": Restormer,
@@ -54,6 +57,10 @@ class ModelSpec:
     description: str = ""
     tile: int | None = None  # the recommended tile (restore-run's default); None: the whole image
     tile_overlap: int = 32
+    min_size: int = 0  # the smallest height/width the model takes (inputs are padded up to it)
+    square: bool = False  # the model takes square inputs only (padded to a square)
+    supports_half: bool | None = None  # known to work in float16 (spandrel's word); None: not known
+    max_batch: int = 0  # the most tiles one call may take (0: any; 1: an export that fixed its batch)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -78,6 +85,8 @@ class ModelSpec:
         for key in ("in_channels", "out_channels", "scale", "pad_multiple"):
             if key in data and not 1 <= data[key] <= MAX_SIZE:
                 raise WeightsError(f"checkpoint config: model {key} must be in [1, {MAX_SIZE}], got {data[key]}")
+        if not 0 <= data.get("min_size", 0) <= MAX_TILE:
+            raise WeightsError(f"checkpoint config: model min_size must be in [0, {MAX_TILE}], got {data['min_size']}")
         if data.get("tile") is not None or "tile_overlap" in data:
             problem = ("tile 0 is not a tile size (null: no recommended tile)" if data.get("tile") == 0 else
                        tiling_error(data.get("tile"), data.get("tile_overlap", 32), data.get("pad_multiple", 1)))
@@ -89,7 +98,8 @@ class ModelSpec:
 
 _SPEC_TYPES = {"name": str, "architecture": str, "task": str, "config": dict, "in_channels": int, "out_channels": int,
                "scale": int, "pad_multiple": int, "needs_kernel": bool, "weights": (str, type(None)),
-               "degrade": (str, type(None)), "description": str, "tile": (int, type(None)), "tile_overlap": int}
+               "degrade": (str, type(None)), "description": str, "tile": (int, type(None)), "tile_overlap": int,
+               "min_size": int, "square": bool, "supports_half": (bool, type(None)), "max_batch": int}
 
 MAX_TILE = 16384  # the largest height/width of an exported file's profile
 
@@ -218,23 +228,40 @@ def official_weights(spec: ModelSpec) -> Path | None:
     return path if path.is_absolute() else shared_dir() / path
 
 
+def _is_our_checkpoint(path: Path) -> bool:
+    """A .safetensors written by this project: its JSON config beside it or in its metadata."""
+    if config_path(path).is_file():
+        return True
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return "config" in (f.metadata() or {})
+    except Exception:  # unreadable: let the reader say why
+        return True
+
+
 def resolve(model: str) -> ModelSpec:
-    """A preset name or one of our checkpoints -> its ModelSpec (weights pointing at the file)."""
+    """MODEL -> its ModelSpec (weights pointing at the file): a preset name, one of our checkpoints,
+    or any checkpoint spandrel recognises (``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``;
+    ``restormer_deploy.restormer.zoo``)."""
     if model in PRESETS:
         return PRESETS[model]
     path = Path(model)
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in ZOO_SUFFIXES and not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if suffix == ".safetensors" and _is_our_checkpoint(path):
         config = read_checkpoint_config(path)
         try:
             spec = ModelSpec.from_json(config.get("model", config))
         except WeightsError as exc:
             raise WeightsError(f"{path}: {exc}") from None
         return dataclasses.replace(spec, weights=str(path.resolve()))
-    if path.suffix in (".pth", ".pt"):
-        raise ValueError(f"{model}: official .pth weights need their architecture: pass PRESET --weights {model}")
-    raise ValueError(f"unknown model {model!r}: not a preset ({', '.join(PRESETS)}) nor a .safetensors checkpoint")
+    if suffix in ZOO_SUFFIXES:
+        return ModelSpec(**zoo.spec_fields(path), weights=str(path.resolve()))
+    raise ValueError(f"unknown model {model!r}: not a preset ({', '.join(PRESETS)}), one of our .safetensors "
+                     f"checkpoints, nor a checkpoint file ({', '.join(ZOO_SUFFIXES)})")
 
 
 def build(spec: ModelSpec) -> nn.Module:
@@ -264,6 +291,10 @@ def weights_source(spec: ModelSpec) -> str:
 def load_model(model: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, ModelSpec]:
     """Build MODEL and load its weights (``weights`` overrides the preset's), in eval mode on the CPU."""
     spec = resolve(model)
+    if zoo.is_zoo_architecture(spec.architecture):
+        if weights:
+            raise ValueError(f"--weights applies to a preset, not to the checkpoint {model}")
+        return zoo.load_zoo(spec.weights), spec
     net = build(spec)
     path = Path(weights) if weights else official_weights(spec)
     source = weights_source(spec)

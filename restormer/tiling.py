@@ -104,8 +104,11 @@ def restore_array(
     if h < 1 or w < 1:
         raise ValueError(f"empty image {h}x{w}")
     s, m = spec.scale, max(spec.pad_multiple, 1)
+    min_size = max(min_size, spec.min_size)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if spec.max_batch:
+        batch = min(batch, spec.max_batch)
     if tile is not None:
         if tile < 1:
             raise ValueError(f"tile must be >= 1, got {tile}")
@@ -119,6 +122,8 @@ def restore_array(
         th, tw = min(tile, h), min(tile, w)
         ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     ph, pw = padded_size(th, m, min_size), padded_size(tw, m, min_size)
+    if spec.square:
+        ph = pw = max(ph, pw)
     single = len(ys) == 1 and len(xs) == 1
 
     out = None
