@@ -32,12 +32,12 @@ SMALL: dict[str, tuple[str, str, dict]] = {
     "GRL": ("spandrel.architectures.GRL", "GRL", dict(embed_dim=24, depths=[1, 1], num_heads_window=[2, 2], num_heads_stripe=[2, 2], upscale=2, upsampler="pixelshuffle", window_size=8, stripe_size=[8, 8])),
     "Swin2SR": ("spandrel.architectures.Swin2SR", "Swin2SR", dict(embed_dim=24, depths=[2], num_heads=[2], window_size=8, upscale=2, upsampler="pixelshuffle")),
     "SwinIR": ("spandrel.architectures.SwinIR", "SwinIR", dict(embed_dim=24, depths=[2], num_heads=[2], window_size=8, upscale=2, upsampler="pixelshuffle")),
-    "GFPGAN": ("spandrel.architectures.GFPGAN", "GFPGANv1Clean", dict(narrow=0.125, num_style_feat=64, num_mlp=2)),
-    "RestoreFormer": ("spandrel.architectures.RestoreFormer", "RestoreFormer", dict(n_embed=64, embed_dim=32, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(16,), resolution=64, z_channels=32, head_size=2)),
+    "GFPGAN": ("spandrel.architectures.GFPGAN", "GFPGANv1Clean", dict()),
+    "RestoreFormer": ("spandrel.architectures.RestoreFormer", "RestoreFormer", dict(n_embed=64, embed_dim=32, ch=32, num_res_blocks=1, z_channels=32)),
     "LaMa": ("spandrel.architectures.LaMa", "LaMa", dict()),
     "OmniSR": ("spandrel.architectures.OmniSR", "OmniSR", dict(num_feat=16, block_num=1, window_size=8, res_num=1, up_scale=2)),
     "SCUNet": ("spandrel.architectures.SCUNet", "SCUNet", dict(config=[1, 1, 1, 1, 1, 1, 1], dim=16)),
-    "FBCNN": ("spandrel.architectures.FBCNN", "FBCNN", dict(nc=[16, 32, 64, 128], nb=1)),
+    "FBCNN": ("spandrel.architectures.FBCNN", "FBCNN", dict(nc=[16, 32, 64, 128], nb=2)),
     "Uformer": ("spandrel.architectures.Uformer", "Uformer", dict(img_size=128, embed_dim=8, depths=[1, 1, 1, 1, 1, 1, 1, 1, 1], num_heads=[1, 1, 1, 1, 1, 1, 1, 1, 1], win_size=8)),
     "RGT": ("spandrel.architectures.RGT", "RGT", dict(embed_dim=24, depth=[1], num_heads=[2], upscale=2, split_size=[8, 8])),
     "DAT": ("spandrel.architectures.DAT", "DAT", dict(embed_dim=24, depth=[1], num_heads=[2], upscale=2, split_size=[4, 8])),
@@ -52,9 +52,9 @@ SMALL: dict[str, tuple[str, str, dict]] = {
     "DCTLSA": ("spandrel.architectures.DCTLSA", "DCTLSA", dict(nf=20, num_modules=1, upscale=2, num_head=2)),
     "FFTformer": ("spandrel.architectures.FFTformer", "FFTformer", dict(dim=8, num_blocks=[1, 1, 1], num_refinement_blocks=1)),
     "NAFNet": ("spandrel.architectures.NAFNet", "NAFNet", dict(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])),
-    "ATD": ("spandrel.architectures.ATD", "ATD", dict(embed_dim=24, depths=(1,), num_heads=(2,), window_size=8, upscale=2, upsampler="pixelshuffle", num_tokens=16, category_size=64)),
+    "ATD": ("spandrel.architectures.ATD", "ATD", dict(embed_dim=24, depths=(2,), num_heads=(2,), window_size=8, upscale=2, upsampler="pixelshuffle")),
     "MixDehazeNet": ("spandrel.architectures.MixDehazeNet", "MixDehazeNet", dict(embed_dims=[8, 16, 32, 16, 8], depths=[1, 1, 1, 1, 1])),
-    "DRUNet": ("spandrel.architectures.DRUNet", "DRUNet", dict(in_nc=4, out_nc=3, nc=[16, 32, 64, 128], nb=1)),
+    "DRUNet": ("spandrel.architectures.DRUNet", "DRUNet", dict(in_nc=4, out_nc=3, nc=[16, 32, 64, 128], nb=2)),
     "DnCNN": ("spandrel.architectures.DnCNN", "DnCNN", dict(in_nc=3, out_nc=3, nc=16, nb=5)),
     "IPT": ("spandrel.architectures.IPT", "IPT", dict(patch_size=48, n_feats=16, num_heads=2, num_layers=1, scale=[1])),
     "DRCT": ("spandrel.architectures.DRCT", "DRCT", dict(embed_dim=24, depths=(1,), num_heads=(2,), window_size=8, upscale=2, upsampler="pixelshuffle", gc=8)),
@@ -77,7 +77,7 @@ SMALL: dict[str, tuple[str, str, dict]] = {
     "M3SNet": ("spandrel_extra_arches.architectures.M3SNet", "M3SNet", dict(width=8, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 1], dec_blk_nums=[1, 1, 1, 1])),
     "Restormer": ("spandrel_extra_arches.architectures.Restormer", "Restormer", dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 1, 2, 2])),
     "MPRNet": ("spandrel_extra_arches.architectures.MPRNet", "MPRNet", dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)),
-    "MIRNet2": ("spandrel_extra_arches.architectures.MIRNet2", "MIRNet_v2", dict(n_feat=8, n_MRB=1)),
+    "MIRNet2": ("spandrel_extra_arches.architectures.MIRNet2", "MIRNet_v2", dict(n_feat=16, n_MRB=1)),
 }
 
 
@@ -110,11 +110,7 @@ def _build(arch: str):
     torch.manual_seed(0)
     mod = importlib.import_module(module)
     found = getattr(mod, cls, None) or next(v for v in vars(mod).values() if getattr(v, "__name__", "") == cls)
-    net = found(**kwargs)
-    with torch.no_grad():  # seeded random weights, scaled so that activations stay image-like
-        for p in net.parameters():
-            if p.dim() > 1 and p.numel() > 0:
-                p.copy_(torch.randn_like(p) * (1.0 / math.sqrt(max(p[0].numel(), 1))))
+    net = found(**kwargs)  # seeded random weights: the constructor's own initialisation
     return net.eval()
 
 
@@ -149,7 +145,7 @@ def survey_one(arch: str, folder: Path, lines=("10.3", "10.13", "11.0")) -> Row:
         net = _build(arch)
         row.params = sum(p.numel() for p in net.parameters())
         ckpt = folder / f"{arch}.safetensors"
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(ckpt))
+        save_file({k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}, str(ckpt))
         spec = resolve(str(ckpt))
         row.detected = spec.architecture
         row.task, row.scale = spec.task, spec.scale

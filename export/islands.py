@@ -254,27 +254,34 @@ def fp16_with_islands(fp32_model: onnx.ModelProto, feeds32: list[dict], referenc
                       floor: float, data_max: float = DATA_MAX, rounds: int = MAX_ROUNDS, threads: int = 1) -> IslandResult:
     """Measure, choose islands, convert (``convert(model, islands)`` -> FP16 graph), check with FP16
     arithmetic against ``references`` (the FP32 outputs), add the first diverging node while under
-    ``floor``; returns the last attempt (its PSNR tells whether it reached the floor)."""
+    ``floor``, ``rounds`` times; still under it, lower the magnitude threshold fourfold (down to 1) and
+    go on. Returns the last attempt (its PSNR tells whether it reached the floor)."""
     name_nodes(fp32_model)
     ranges = activation_ranges(fp32_model, feeds32, threads=threads)
     islands = initial_islands(fp32_model, ranges, data_max)
     added: list[str] = []
     result = None
-    for r in range(rounds + 1):
-        fp16 = convert(copy.deepcopy(fp32_model), set(islands))
-        try:
-            emulated = emulate_fp16(fp16)
-        except ValueError:  # subgraphs: the measured islands, unchecked under FP16 arithmetic
-            return IslandResult(fp16, dict(islands), float("nan"), r, list(added))
-        got = run_emulated(emulated, feeds32, threads)
-        worst = min(psnr(g, ref) for g, ref in zip(got, references))
-        result = IslandResult(fp16, dict(islands), worst, r, list(added))
-        if worst >= floor or r == rounds:
-            break
-        worst_feed = min(range(len(got)), key=lambda i: psnr(got[i], references[i]))
-        node = first_divergence(fp32_model, emulated, feeds32[worst_feed], set(islands), threads)
-        if node is None:
-            break
-        islands[node] = "diverged under FP16 arithmetic"
-        added.append(node)
-    return result
+    total = 0
+    while True:
+        for _ in range(rounds + 1):
+            fp16 = convert(copy.deepcopy(fp32_model), set(islands))
+            try:
+                emulated = emulate_fp16(fp16)
+            except ValueError:  # subgraphs: the measured islands, unchecked under FP16 arithmetic
+                return IslandResult(fp16, dict(islands), float("nan"), total, list(added))
+            got = run_emulated(emulated, feeds32, threads)
+            scores = [psnr(g, ref) for g, ref in zip(got, references)]
+            result = IslandResult(fp16, dict(islands), min(scores), total, list(added))
+            if result.psnr_fp16_arithmetic >= floor:
+                return result
+            node = first_divergence(fp32_model, emulated, feeds32[int(np.argmin(scores))], set(islands), threads)
+            if node is None:
+                break
+            islands[node] = "diverged under FP16 arithmetic"
+            added.append(node)
+            total += 1
+        if data_max <= 1:
+            return result
+        data_max = max(data_max / 4, 1.0)
+        for name, why in initial_islands(fp32_model, ranges, data_max).items():
+            islands.setdefault(name, why)
