@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, write_json
+from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, console, fail_from, out, run, shown, write_json
 from restormer_deploy.restormer.errors import one_line
 from restormer_deploy.restormer.fileio import check_output_folder
 
@@ -78,7 +78,7 @@ def main(
     except USER_ERRORS as exc:
         raise fail_from(exc)
 
-    out.print(f"[bold]{model}[/] on {address} ({protocol}, {served.mode} mode): {len(paths)} image(s) -> {outdir}")
+    out.print(f"[bold]{shown(model)}[/] on {shown(address)} ({protocol}, {served.mode} mode): {len(paths)} image(s) -> {shown(outdir)}")
     rows, taken = [], set()
     for path in paths:
         target = outdir / path.name
@@ -103,14 +103,14 @@ def main(
             write_image(target, restored, alpha)
         except Exception as exc:  # one image failing (bad file, server error) does not stop the others
             row.update(status="error", error=one_line(exc))
-            console.print(f"[red]error:[/] {path}: {row['error']}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/] {shown(path)}: {shown(row['error'])}", highlight=False, soft_wrap=True)
         finally:
             row["seconds"] = round(time.perf_counter() - t0, 4)
 
-    table = Table("input", "status", "s", "note", title=f"{model} ({address})")
+    table = Table("input", "status", "s", "note", title=f"{shown(model)} ({shown(address)})")
     for row in rows:
         colour = {"ok": "green", "skipped": "yellow", "error": "red"}[row["status"]]
-        table.add_row(Path(row["input"]).name, f"[{colour}]{row['status']}[/]", f"{row['seconds']:.2f}", row.get("error", ""))
+        table.add_row(shown(Path(row["input"]).name), f"[{colour}]{row['status']}[/]", f"{row['seconds']:.2f}", shown(row.get("error", "")))
     out.print(table)
     failed = sum(r["status"] == "error" for r in rows)
     if json_out:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from restormer_deploy.restormer.errors import RestoreError, one_line
 
@@ -21,9 +22,25 @@ console = Console(stderr=True)
 out = Console()
 
 
+def printable(value) -> str:
+    """``value`` as text with control characters (terminal escapes, newlines, DEL, C1) written as
+    ``\\xNN``/``\\uNNNN``: a file name cannot move the cursor, recolour or retitle the terminal."""
+    text = str(value)
+    if all(c.isprintable() or c == " " for c in text):
+        return text
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
+
+
+def shown(value) -> str:
+    """A user-supplied value (a path, a name, an error message quoting one) for a rich string with
+    markup: control characters escaped (``printable``) and ``[`` escaped, so ``x[bold].png`` prints
+    as itself and ``a[/]b`` raises no MarkupError."""
+    return escape(printable(value))
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print one clear error line and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one clear error line and return the Exit to raise (``message`` is shown as text, no markup)."""
+    console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

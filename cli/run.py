@@ -11,7 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from restormer_deploy.cli.common import EXIT_BAD_INPUT, USER_ERRORS, ProgressLines, check_tiling, fail_from, out, run, write_json
+from restormer_deploy.cli.common import (EXIT_BAD_INPUT, USER_ERRORS, ProgressLines, check_tiling, fail_from, out, run, shown,
+                                         write_json)
 from restormer_deploy.engines.backends import BACKENDS, artifact_kind, load_runner
 from restormer_deploy.engines.export_cache import fast_runner
 from restormer_deploy.engines.restorer import Restorer, expand_inputs
@@ -117,7 +118,7 @@ def main(
 
     missing = sum(not p.exists() for p in paths)  # kept by expand_inputs: they fail as items
     out.print(f"[bold]{runner.spec.name}[/] on {runner.describe()}: {len(paths) - missing} image(s)"
-              + (f" and {missing} missing" if missing else "") + f" -> {outdir}"
+              + (f" and {missing} missing" if missing else "") + f" -> {shown(outdir)}"
               + Restorer.describe_tiling(runner.spec, tile, tile_overlap))
     restorer = Restorer(runner, outdir=outdir, tile=tile, overlap=tile_overlap, batch=batch, degradation=degradation,
                         kernel=kernel, seed=seed, gt_dir=gt, overwrite=overwrite, max_pixels=max_pixels,
@@ -140,12 +141,12 @@ def main(
                 if tile_lines is not None:
                     tile_lines.update(done)
             for path in paths:
-                progress.update(task, description=path.name)
+                progress.update(task, description=shown(path.name))
                 tile_lines = None
                 item = restorer.restore(path, on_tile=on_tile)
                 items.append(item)
                 if item.status == "error":
-                    progress.console.print(f"[red]error:[/] {path}: {item.error}", highlight=False, soft_wrap=True)
+                    progress.console.print(f"[red]error:[/] {shown(path)}: {shown(item.error)}", highlight=False, soft_wrap=True)
                 progress.update(tiles, visible=False)
                 progress.advance(task)
                 lines.advance()
@@ -155,9 +156,9 @@ def main(
     table = Table("input", "status", "s", "PSNR", "SSIM", "note", title=f"{runner.spec.name} ({runner.describe()})")
     for it in items:
         colour = {"ok": "green", "skipped": "yellow", "error": "red"}[it.status]
-        table.add_row(Path(it.input).name, f"[{colour}]{it.status}[/]", f"{it.seconds:.2f}",
+        table.add_row(shown(Path(it.input).name), f"[{colour}]{it.status}[/]", f"{it.seconds:.2f}",
                       f"{it.psnr:.2f}" if it.psnr is not None else "", f"{it.ssim:.4f}" if it.ssim is not None and math.isfinite(it.ssim) else "",
-                      it.error or it.extra.get("note", ""))
+                      shown(it.error or it.extra.get("note", "")))
     counts = {s: sum(it.status == s for it in items) for s in ("ok", "skipped", "error")}
     scored = [it.psnr for it in items if it.psnr is not None and math.isfinite(it.psnr)]
     ssims = [it.ssim for it in items if it.psnr is not None and it.ssim is not None and math.isfinite(it.ssim)]

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.markup import escape
 from rich.text import Text
 
-from restormer_deploy.cli.common import USER_ERRORS, ProgressLines, console, fail_from, out, run, set_threads
+from restormer_deploy.cli.common import USER_ERRORS, ProgressLines, console, fail_from, out, run, set_threads, shown
 from restormer_deploy.restormer.presets import PRESETS
 from restormer_deploy.restormer.train import Hooks, load_config, train
 from restormer_deploy.restormer.train.config import valid_keys
@@ -71,10 +71,10 @@ class ProgressHooks(Hooks):
         self.lines = None  # in logs, where the bar is not shown
 
     def info(self, message):
-        out.print(message, highlight=False)
+        out.print(shown(message), highlight=False)
 
     def warn(self, message):
-        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {shown(message)}", highlight=False, soft_wrap=True)
 
     def start(self, first, total):
         self.progress.start()
@@ -122,7 +122,7 @@ def main(
         raise fail_from(exc)
     except KeyboardInterrupt:
         hooks.stop()
-        console.print(f"interrupted; checkpoint in {cfg.run_dir}. Continue with: restore-train --config {config} --resume")
+        console.print(f"interrupted; checkpoint in {shown(cfg.run_dir)}. Continue with: restore-train --config {shown(config)} --resume")
         raise typer.Exit(130)
     hooks.stop()
     best = f", best val PSNR {result.best['val_psnr']:.2f} dB at {result.best['iter']}" if result.best else ""

@@ -10,9 +10,11 @@ older than ``STALE_SECONDS`` (a live writer's temporary is younger).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -56,11 +58,29 @@ def clean_stale_temporaries(path: Path, older_than: float = STALE_SECONDS) -> li
     return removed
 
 
+def refuse_special(path: Path) -> None:
+    """FileExistsError when ``path`` exists and is not a regular file (not following a symlink)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # the write itself reports what is wrong
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder: the write fails with IsADirectoryError
+        return
+    kind = "a symlink" if stat.S_ISLNK(mode) else "a device, FIFO or socket, not a regular file"
+    raise FileExistsError(errno.EEXIST, f"it is {kind}; refusing to replace it (remove it or choose another path)",
+                          str(path))
+
+
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary beside ``path``, then move it into place.
 
-    On any error (or interruption) the temporary is removed and ``path`` is untouched."""
+    On any error (or interruption) the temporary is removed and ``path`` is untouched. An existing
+    ``path`` that is not a regular file (a symlink, a device node such as /dev/null, a FIFO, a socket)
+    is refused (FileExistsError naming it): a rename would replace it silently."""
     path = Path(path)
+    refuse_special(path)
     clean_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -278,6 +278,28 @@ def train_config_is_png(root, art, make):
     return ["train", "--config", root / "config.png"]
 
 
+def run_json_is_a_symlink(root, art, make):
+    src = _images(make, root)
+    (root / "mine.txt").write_text("keep me")
+    (root / "report.json").symlink_to("mine.txt")
+    return ["run", art["ckpt"], src, "-o", root / "out", "--json", root / "report.json"]
+
+
+def run_json_is_a_fifo(root, art, make):
+    import os
+
+    src = _images(make, root)
+    os.mkfifo(root / "report.json")
+    return ["run", art["ckpt"], src, "-o", root / "out", "--json", root / "report.json"]
+
+
+def run_markup_in_names(root, art, make):
+    src = _images(make, root, ("a[red]b.png", "x[bold].png"))
+    (root / "d[").mkdir()  # the path d[/]... holds the markup closing tag [/]
+    (root / "d[" / "]\x1b]0;owned\x07.png").write_bytes(b"nope")
+    return ["run", art["ckpt"], src, root / "d[" / "]\x1b]0;owned\x07.png", "-o", root / "out"]
+
+
 # ---------------------------------------------------------------------------------- checks
 
 
@@ -322,6 +344,10 @@ CASES = [
     Case("run-animated-png", "run", run_animated_png, 2, "c_anim.png", then=_restored("a.png", "b.png")),
     Case("run-crafted-checkpoint-config", "run", run_crafted_checkpoint_config, 2, "m.safetensors", writes=()),
     Case("run-all-zero-kernel", "run", run_zero_kernel, 2, "k.npy", writes=()),
+    Case("run-json-is-a-symlink", "run", run_json_is_a_symlink, 2, "report.json", then=_restored("a.png", "b.png")),
+    Case("run-json-is-a-fifo", "run", run_json_is_a_fifo, 2, "report.json", then=_restored("a.png", "b.png")),
+    Case("run-markup-and-escapes-in-names", "run", run_markup_in_names, 2, "d[/]\\x1b]0;owned\\x07.png",
+         then=_restored("a[red]b.png", "x[bold].png")),
     Case("export-triton-external-data-outside", "export", export_triton_external_data_outside, 2, "m.onnx", writes=()),
 ]
 
@@ -343,6 +369,7 @@ def test_bad_input(case: Case, art, tmp_path, monkeypatch, random_image, tiff_he
     before = _snapshot(root)
     result = runner.invoke(_app(case.command), argv[1:])
     out = result.output
+    assert "\x1b" not in out and "\x07" not in out, f"a control character reached the terminal: {out!r}"
     assert result.exception is None or isinstance(result.exception, SystemExit), \
         f"uncaught {type(result.exception).__name__}: {result.exception}\n{out}"
     assert "Traceback" not in out, out
@@ -366,3 +393,27 @@ def test_bad_input(case: Case, art, tmp_path, monkeypatch, random_image, tiff_he
 def test_the_table_covers_every_command():
     covered = {c.command for c in CASES}
     assert {"run", "export", "eval", "parity", "bench", "info", "train"} <= covered
+
+
+def test_json_never_replaces_a_device_node(art, tmp_path, monkeypatch):
+    """As root, ``--json NODE`` must not turn a character device (here a copy of /dev/null) into a file."""
+    import os
+    import stat
+
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root (CI as root runs this)")
+    node = tmp_path / "null"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    result = runner.invoke(_app("info"), [str(art["fp32"]), "--json", str(node)])
+    assert stat.S_ISCHR(os.lstat(node).st_mode), "the device node was replaced"
+    assert result.exit_code == 2 and "null" in result.output, result.output
+
+
+def test_names_with_markup_are_printed_as_they_are(art, tmp_path, monkeypatch, random_image):
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "x[bold].png", random_image((24, 24)))
+    result = runner.invoke(_app("run"), [str(art["ckpt"]), str(src), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "x[bold].png" in result.output, result.output
