@@ -157,6 +157,13 @@ def restore_array(
     return out
 
 
+def effective_tile(spec: ModelSpec, tile: int) -> int:
+    """The tile that runs for a requested one: rounded up to the model's multiple and at least its
+    minimum size (what reports say ran is what ran)."""
+    m = max(spec.pad_multiple, 1)
+    return max(_round_up(tile, m), _round_up(spec.min_size, m))
+
+
 def tile_count(h: int, w: int, tile: int | None, overlap: int, pad_multiple: int = 1) -> int:
     if tile is None:
         return 1
@@ -253,9 +260,9 @@ def choose_tiling(spec: ModelSpec, height: int, width: int, tile: int | None = N
     if tile:
         if overlap is None and 2 * ov > tile:  # the model's overlap, too large for the user's small tile
             ov = tile // 4
-        return Tiling(tile, ov, "requested")
+        return Tiling(effective_tile(spec, tile), ov, "requested")
     if tile is None and spec.tile:
-        return Tiling(spec.tile, ov, "model")
+        return Tiling(effective_tile(spec, spec.tile), ov, "model")
     need = estimate_bytes(spec, height, width)
     available = available_memory() if available_bytes is None else available_bytes
     if available is None or need * SAFETY <= available:

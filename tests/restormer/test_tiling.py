@@ -135,3 +135,34 @@ def test_bad_tiling_arguments():
         restore_array(lambda t: t, spec, x, tile=16, overlap=16)
     with pytest.raises(RuntimeError, match="returned shape"):
         restore_array(lambda t: t[..., :-1], spec, x)
+
+
+def test_reported_tile_is_the_tile_that_runs():
+    import dataclasses
+
+    from restormer_deploy.restormer.presets import PRESETS
+    from restormer_deploy.restormer.tiling import choose_tiling
+
+    spec = dataclasses.replace(PRESETS["default"], pad_multiple=8, min_size=0)
+    assert choose_tiling(spec, 500, 500, tile=100).tile == 104  # what restore_array runs
+    spec = dataclasses.replace(spec, min_size=128)
+    assert choose_tiling(spec, 500, 500, tile=100).tile == 128
+
+
+def test_min_size_and_square_requirements_reach_the_model():
+    import dataclasses
+
+    from restormer_deploy.restormer.presets import PRESETS
+    from restormer_deploy.restormer.tiling import restore_array
+
+    spec = dataclasses.replace(PRESETS["default"], pad_multiple=4, min_size=40, square=True, scale=2, tile=None)
+    seen = []
+
+    def fn(t):
+        seen.append(t.shape[-2:])
+        return np.repeat(np.repeat(t, 2, axis=-2), 2, axis=-1)  # nearest x2: the reference is exact
+
+    x = np.random.default_rng(0).random((3, 21, 30)).astype(np.float32)
+    y = restore_array(fn, spec, x)
+    assert seen == [(40, 40)]  # padded up to the minimum, then to a square
+    np.testing.assert_array_equal(y, np.repeat(np.repeat(x, 2, axis=-2), 2, axis=-1))
