@@ -417,3 +417,188 @@ def test_names_with_markup_are_printed_as_they_are(art, tmp_path, monkeypatch, r
     result = runner.invoke(_app("run"), [str(art["ckpt"]), str(src), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "x[bold].png" in result.output, result.output
+
+
+# ---------------------------------------------------------------------------------- the export cache (issue 27)
+# engines/export_cache.py with the exporter replaced by a copy of the session's verified FP32 file of
+# art["ckpt"] (the runner-level check against PyTorch still runs for real).
+
+
+def _bounded(call, seconds: float = 120.0):
+    """``call()``'s result; a hang (a FIFO read, /dev/zero) fails the test instead of blocking CI."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "hung"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.fixture
+def cache(art, tmp_path, monkeypatch, fast_path):
+    """SimpleNamespace(root, make(), calls, exporting): the cache folder, ``ensure_export`` of art's
+    checkpoint there, the exports made; ``exporting`` (a list of callables) runs inside the fake export."""
+    from restormer_deploy.engines import export_cache
+    from restormer_deploy.export import onnx_export
+    from restormer_deploy.restormer.fileio import atomic_write_bytes
+
+    root = tmp_path / "cache"
+    data = Path(art["fp32"]).read_bytes()
+    ns = SimpleNamespace(root=root, calls=[], exporting=[], mod=export_cache)
+
+    def export(model, out, *, weights=None, options=None, quantizer=None):
+        ns.calls.append(model)
+        for hook in ns.exporting:
+            hook(Path(out))
+        atomic_write_bytes(out, data)
+        return onnx_export.ExportResult(path=str(out), precision="fp32", converse_lowering="direct",
+                                        max_abs_err=0.0, psnr_vs_torch=100.0)
+
+    monkeypatch.setattr(onnx_export, "export", export)
+    ns.make = lambda: _bounded(lambda: export_cache.ensure_export(str(art["ckpt"]), root=root, threads=1))
+    return ns
+
+
+@pytest.mark.parametrize("kind", ["record-fifo", "onnx-fifo", "onnx-symlink-to-dev-zero", "record-symlink"])
+def test_cache_reads_only_regular_files(cache, kind):
+    import os
+
+    first = cache.make()
+    target = first.path.with_suffix(".json") if kind.startswith("record") else first.path
+    saved = target.read_bytes()
+    target.unlink()
+    if kind.endswith("fifo"):
+        os.mkfifo(target)
+    elif kind == "onnx-symlink-to-dev-zero":
+        target.symlink_to("/dev/zero")
+    else:
+        (cache.root / "elsewhere.json").write_bytes(saved)
+        target.symlink_to(cache.root / "elsewhere.json")
+    again = cache.make()
+    assert again.status == "remade" and ("symlink" in again.reason or "not a regular file" in again.reason), again.reason
+    assert target.is_file() and not target.is_symlink()
+
+
+def test_cache_checks_sizes_before_reading(cache):
+    first = cache.make()
+    with open(first.path, "r+b") as f:  # sparse: 3 GB declared, nothing to read in a test
+        f.truncate(3 << 30)
+    again = cache.make()
+    assert again.status == "remade" and "larger than" in again.reason, again.reason
+
+
+def test_interrupted_export_keeps_another_process_s_finished_entry(cache, art):
+    import shutil
+
+    other = cache.make()  # what another process finished while this one was exporting
+    keep = {p: p.read_bytes() for p in (other.path, other.path.with_suffix(".json"))}
+    for p in keep:  # this process found nothing
+        p.rename(p.with_name(p.name + ".other"))
+
+    def finish_then_interrupt(out):
+        for p in keep:
+            shutil.copyfile(p.with_name(p.name + ".other"), p)
+        raise KeyboardInterrupt
+
+    cache.exporting.append(finish_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        cache.mod.ensure_export(str(art["ckpt"]), root=cache.root, threads=1)
+    assert {p: p.read_bytes() for p in keep if p.exists()} == keep, "the other process's entry was deleted"
+
+
+def test_concurrent_first_runs_export_once(cache):
+    import threading
+    import time
+
+    started = threading.Barrier(2)
+    cache.exporting.append(lambda out: time.sleep(1.0))  # both callers are past their first look meanwhile
+    results = []
+
+    def one():
+        started.wait()
+        results.append(cache.make())
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert sorted(r.status for r in results) == ["exported", "reused"] and len(cache.calls) == 1, \
+        ([r.status for r in results], cache.calls)
+
+
+def test_cache_entry_writable_by_others_is_not_used(cache):
+    first = cache.make()
+    first.path.chmod(0o666)
+    again = cache.make()
+    assert again.status == "remade" and "writable by other users" in again.reason, again.reason
+    assert not first.path.stat().st_mode & 0o022  # the new entry is not writable by others
+
+
+def test_cache_folder_writable_by_others_is_not_used(cache, art):
+    cache.root.mkdir(mode=0o700)
+    cache.root.chmod(0o777)
+    runner, notice = _bounded(lambda: cache.mod.fast_runner(str(art["ckpt"]), root=cache.root, threads=1))
+    assert runner.name.startswith("torch") and "writable by other users" in notice, notice
+    assert not cache.calls
+
+
+def test_planted_model_with_a_matching_record_is_not_used(cache):
+    """A file that inverts the image (255 - x), its record carrying its own sha256: re-run against PyTorch."""
+    from onnx import helper
+
+    from restormer_deploy.restormer.fileio import sha256_file
+
+    first = cache.make()
+    model = onnx.load(str(first.path))
+    out = model.graph.output[0].name
+    model.graph.node.append(helper.make_node("Sub", ["one_27", out + "_raw"], [out]))
+    for node in model.graph.node[:-1]:
+        node.output[:] = [o + "_raw" if o == out else o for o in node.output]
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.ones((), np.float32), "one_27"))
+    onnx.save(model, str(first.path))
+    record_path = first.path.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    record["onnx_sha256"] = sha256_file(first.path)
+    record_path.write_text(json.dumps(record))
+    again = cache.make()
+    assert again.status == "remade" and "not the model" in again.reason, again.reason
+
+
+def test_cache_entry_of_another_user_is_not_used(cache):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root (CI as root runs this)")
+    first = cache.make()
+    os.chown(first.path, 65534, 65534)
+    again = cache.make()
+    assert again.status == "remade" and "owned by uid 65534" in again.reason, again.reason
+
+
+def test_cache_root_ignores_empty_home_and_relative_xdg(monkeypatch, tmp_path):
+    import os
+    import pwd
+
+    from restormer_deploy.engines import export_cache
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESTORE_CACHE_DIR", raising=False)
+    account = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    monkeypatch.setenv("HOME", "")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert export_cache.cache_root() == account / ".cache" / "restormer-deploy"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert export_cache.cache_root() == tmp_path / "home" / ".cache" / "restormer-deploy"
