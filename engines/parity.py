@@ -1,10 +1,14 @@
-"""Parity of an exported artefact (ONNX / TensorRT engine / checkpoint) with the PyTorch reference on
-real images: what restore-parity runs.
+"""Parity of what restore-run runs (ONNX / TensorRT engine / a preset's cached export) with the
+PyTorch reference on real images: what restore-parity runs.
 
-``prepare_parity`` loads both runners and the degraded samples, ``run_parity`` runs them with
-polygraphy's Comparator (our runners wrapped as polygraphy runners) and scores with our own
-functions: PSNR of the artefact against PyTorch with peak 1.0 on outputs clamped to [0, 1], and the
-task PSNR of both against the ground truth (``restormer_deploy.restormer.metrics.task_scores``, as restore-eval).
+``prepare_parity`` resolves MODEL exactly as restore-run does (``resolve_artifact``: for a preset or
+checkpoint the verified cached FP32 export of ``engines.export_cache``) and loads the reference and
+the degraded samples; ``run_parity`` runs both through restore-run's tiling (``choose_tiling`` /
+``restore_array``: the same tiles, the same padding), PyTorch also on the whole image (the tiling's
+own cost), and scores with our own functions: PSNR of the artefact against PyTorch with peak 1.0 on
+outputs clamped to [0, 1], and the task PSNR and SSIM of both against the ground truth
+(``restormer_deploy.restormer.metrics.task_scores``, as restore-eval). Every floor holds per image.
+An FP16 ONNX file is also run under emulated FP16 arithmetic (``EmulatedFp16Runner``), judged apart.
 ``localize_divergence`` compares the custom nodes of an ONNX graph with the matching PyTorch modules.
 """
 
@@ -19,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from restormer_deploy.engines.backends import BackendError, PyTorchRunner, Runner, as_polygraphy, load_runner
+from restormer_deploy.engines.backends import (BACKENDS, BackendError, OnnxRuntimeRunner, PyTorchRunner, Runner,
+                                               artifact_kind, load_runner)
 from restormer_deploy.export.contract import MAX_TASK_DROP_DB, PARITY_FLOORS
 from restormer_deploy.restormer.degrade import parse_degradation
 from restormer_deploy.restormer.errors import one_line
@@ -27,7 +32,7 @@ from restormer_deploy.restormer.evaluate import check_compatible
 from restormer_deploy.restormer.imageio import ImageReadError, list_images, read_image
 from restormer_deploy.restormer.metrics import PSNR_CAP, psnr_peak1, task_scores
 from restormer_deploy.restormer.presets import ModelSpec
-from restormer_deploy.restormer.tiling import pad_reflect, padded_size
+from restormer_deploy.restormer.tiling import choose_tiling, pad_reflect, padded_size, restore_array
 
 CUSTOM_OPS = ("Converse2D", "TransposedAttention")
 
@@ -100,9 +105,17 @@ def make_feed(spec: ModelSpec, sample: ParitySample) -> tuple[OrderedDict, tuple
 # --------------------------------------------------------------------------- scores
 
 
-def task_psnr(y: np.ndarray, gt: np.ndarray, *, border: int = 0, y_channel: bool = False) -> float:
+def task_psnr_ssim(y: np.ndarray, gt: np.ndarray, *, border: int = 0, y_channel: bool = False) -> tuple[float, float]:
     """(1, C, H, W) float output vs the uint ground truth: the output clamped, rounded to the ground
-    truth's dtype and scored as restore-eval does."""
+    truth's dtype and scored as restore-eval does: (PSNR, SSIM; NaN for an image under SSIM's window)."""
+    peak = 255.0 if gt.dtype == np.uint8 else 65535.0
+    img = (np.clip(y[0].transpose(1, 2, 0), 0, 1) * peak).round().astype(gt.dtype)
+    psnr, ssim = task_scores(img, gt, border=border, y_channel=y_channel, with_ssim=True)
+    return float(psnr), float(ssim)
+
+
+def task_psnr(y: np.ndarray, gt: np.ndarray, *, border: int = 0, y_channel: bool = False) -> float:
+    """The PSNR of ``task_psnr_ssim`` alone."""
     peak = 255.0 if gt.dtype == np.uint8 else 65535.0
     img = (np.clip(y[0].transpose(1, 2, 0), 0, 1) * peak).round().astype(gt.dtype)
     return float(task_scores(img, gt, border=border, y_channel=y_channel, with_ssim=False)[0])
@@ -134,28 +147,70 @@ def _without_none(obj) -> dict:
 
 # --------------------------------------------------------------------------- reports
 
+MAX_SSIM_DROP = 0.01  # the most task SSIM (against the ground truth) a file may lose on any image
+FP16_ARITHMETIC = ("FP16 arithmetic emulated on the CPU: every FP16 tensor of the file rounded to binary16 where it "
+                   "is produced (export/islands.emulate_fp16), FP32 islands in FP32, as a GPU computes it")
+
 
 @dataclass
 class ImageParity:
-    """One image: the artefact against PyTorch, and (degraded samples) both against the ground truth."""
+    """One image: the artefact against PyTorch on the same tiles, PyTorch tiled against PyTorch whole
+    (the tiling's own cost), (degraded samples) both against the ground truth, and (FP16 files) the
+    file under FP16 arithmetic against PyTorch; ``passed``: every floor holds on this image."""
 
     name: str
     psnr_vs_reference: float
     finite: bool
     max_abs_err: float | None
+    tile: int | None = None
+    tile_overlap: int | None = None
+    psnr_tiled_vs_whole: float | None = None
     task_psnr_reference: float | None = None
     task_psnr_artifact: float | None = None
     task_psnr_drop: float | None = None
+    ssim_reference: float | None = None
+    ssim_artifact: float | None = None
+    ssim_drop: float | None = None
+    psnr_fp16_arithmetic: float | None = None
+    passed: bool = True
 
     def to_json(self) -> dict:
-        row = asdict(self)
-        if self.task_psnr_reference is None:
-            for key in ("task_psnr_reference", "task_psnr_artifact", "task_psnr_drop"):
-                del row[key]
-        return row
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("max_abs_err", "tile")}
 
 
 @dataclass
+class Fp16Arithmetic:
+    """The FP16-arithmetic check of an FP16 ONNX file, apart from the run's own verdict; ``passed``
+    None when it could not run (``note`` says why)."""
+
+    floor: float
+    note: str
+    passed: bool | None = None
+    worst: float | None = None
+    mean: float | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# the per-image values summarised as worst and mean, and which end is the worst
+SUMMARISED = {"psnr_vs_reference": min, "task_psnr_drop": max, "ssim_drop": max, "psnr_tiled_vs_whole": min,
+              "psnr_fp16_arithmetic": min}
+
+
+def summarise(rows: list[ImageParity]) -> tuple[dict, dict]:
+    """(worst, mean) over the images of every value that the rows have."""
+    worst, mean = {}, {}
+    for key, pick in SUMMARISED.items():
+        values = [getattr(r, key) for r in rows if getattr(r, key) is not None and not math.isnan(getattr(r, key))]
+        if values:
+            worst[key], mean[key] = float(pick(values)), float(np.mean(values))
+    return worst, mean
+
+
+@dataclass
+
+
 class NodeDivergence:
     """One custom node of the ONNX graph against the matching PyTorch module."""
 
@@ -190,6 +245,7 @@ class DivergenceReport:
                 "message": self.message}
 
 
+
 @dataclass
 class ParityReport:
     artifact: str
@@ -203,10 +259,20 @@ class ParityReport:
     passed: bool
     min_psnr_vs_reference: float
     mean_psnr_vs_reference: float
-    task_psnr_reference: float | None
+    task_psnr_reference: float | None   # means over the images (each image's own values are in ``images``)
     task_psnr_artifact: float | None
     task_psnr_drop: float | None
     unreadable: list[str]
+    artifact_file: str | None = None    # the file that ran (for a preset or checkpoint: restore-run's cached export)
+    resolved: str = ""                  # how MODEL was resolved, as restore-run resolves it
+    provider: str | None = None         # ONNX Runtime's execution provider
+    arithmetic: str = ""                # the precision that actually computed
+    tiling: str = ""
+    max_ssim_drop: float = MAX_SSIM_DROP
+    run_passed: bool = True             # the run's own verdict (every floor on every image)
+    worst: dict = field(default_factory=dict)
+    mean: dict = field(default_factory=dict)
+    fp16_arithmetic: Fp16Arithmetic | None = None
     localize: DivergenceReport | None = None
 
     @property
@@ -217,11 +283,106 @@ class ParityReport:
         """The JSON of restore-parity --json (finite numbers only)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["images"] = [r.to_json() for r in self.images]
-        if self.localize is None:
-            del data["localize"]
-        else:
-            data["localize"] = self.localize.to_json()
+        for key in ("localize", "fp16_arithmetic"):
+            if data[key] is None:
+                del data[key]
+            else:
+                data[key] = data[key].to_json()
         return finite_json(data)
+
+
+# --------------------------------------------------------------------------- what runs
+
+
+def _identity(model: str, weights) -> tuple[str, str | None]:
+    """What a PyTorch model is, to tell a model from itself: the resolved file or the preset name, and
+    the resolved weights file."""
+    def norm(p):
+        return str(Path(p).resolve()) if p is not None and Path(str(p)).exists() else (str(p) if p is not None else None)
+    return norm(model), norm(weights)
+
+
+def resolve_artifact(artifact: str, backend: str = "auto", *, reference: str, weights=None,
+                     threads: int | None = None) -> tuple[Runner, str | None, str]:
+    """MODEL as restore-run resolves it: (runner, the file that runs or None for PyTorch, how). A
+    preset or checkpoint under ``auto`` is the verified cached FP32 export restore-run uses
+    (``engines.export_cache.fast_runner``: reused, or made and verified now). ``weights`` (the
+    reference's) apply to the artefact when it names the reference's model. ValueError when the
+    artefact would be PyTorch running the reference itself."""
+    from restormer_deploy.engines.export_cache import fast_runner
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    kind = artifact_kind(artifact)
+    if kind != "torch":
+        return load_runner(artifact, backend, threads=threads), artifact, f"the file {artifact}"
+    own = weights if artifact == reference else None
+    if backend == "auto":
+        runner, notice = fast_runner(artifact, weights=own, threads=threads)
+    else:
+        runner, notice = load_runner(artifact, backend, weights=own, threads=threads), None
+    if isinstance(runner, OnnxRuntimeRunner):
+        return runner, str(runner.path), notice or f"the cached export {runner.path}"
+    if _identity(artifact, own) == _identity(reference, weights):
+        why = (f"--backend {backend} runs it on PyTorch" if backend != "auto" else
+               f"restore-run {artifact} runs PyTorch here ({notice or 'no ONNX export is made for it on this machine'})")
+        raise ValueError(f"{artifact} against --reference {reference} compares PyTorch with itself ({why}): "
+                         "pass an .onnx file or engine, or omit --backend to check the cached export restore-run uses")
+    return runner, None, f"PyTorch ({runner.name})"
+
+
+def arithmetic(runner: Runner) -> tuple[str | None, str]:
+    """(execution provider, what computes) of an activated runner."""
+    precision = runner.precision
+    if isinstance(runner, PyTorchRunner):
+        return None, f"{precision.upper()} (PyTorch on {runner.device})"
+    if runner.name == "tensorrt":
+        return None, (f"TensorRT kernels built with {precision.upper()} enabled (TensorRT picks each layer's "
+                      "precision; FP32 islands stay FP32)")
+    session = getattr(runner, "_session", None)
+    provider = session.get_providers()[0] if session is not None else None
+    if precision == "fp32":
+        return provider, "FP32"
+    if runner.name == "ort-cpu":
+        return provider, {
+            "fp16": "FP16 weights and activations stored, arithmetic in FP32 (ONNX Runtime's CPU provider casts "
+                    "to FP32 around operators without FP16 kernels and drops the casts between them)",
+            "int8": "INT8 weights and activations quantized (Q/DQ): integer kernels where ONNX Runtime's CPU "
+                    "provider fuses Q/DQ pairs, FP32 elsewhere",
+        }.get(precision, precision)
+    return provider, f"{precision.upper()} kernels of {provider} where it has them (FP32 islands in FP32)"
+
+
+class EmulatedFp16Runner(Runner):
+    """An FP16 ONNX file under FP16 arithmetic on the CPU (``export.islands.emulate_fp16``): every FP16
+    tensor rounded to binary16 where it is produced; ValueError from ``activate`` when the graph
+    cannot be emulated (subgraphs)."""
+
+    name = "fp16-emulated"
+
+    def __init__(self, path: str, spec: ModelSpec, threads: int | None = None) -> None:
+        super().__init__()
+        self.path, self.spec, self.threads, self.precision = path, spec, threads, "fp16"
+
+    def _activate(self) -> None:
+        import onnx
+
+        from restormer_deploy.export.islands import emulate_fp16
+        from restormer_deploy.export.ort_session import cpu_session
+
+        emulated = emulate_fp16(onnx.load(self.path))
+        self._session = cpu_session(emulated.SerializeToString(), threads=self.threads or 1, level="disable")
+        self._names = {i.name.removesuffix("__in32"): i.name for i in self._session.get_inputs()}
+        self.input_names = list(self._names)
+        self.output_names = [self._session.get_outputs()[0].name]
+        self._input_meta = {n: (np.dtype(np.float32), (None,) * 4) for n in self.input_names}
+
+    def _deactivate(self) -> None:
+        self._session = None
+
+    def _infer(self, feed):
+        out = self._session.run(self.output_names, {self._names[k]: v.astype(np.float32) for k, v in feed.items()})
+        return {self.output_names[0]: out[0]}
 
 
 # --------------------------------------------------------------------------- the run
@@ -229,7 +390,8 @@ class ParityReport:
 
 @dataclass
 class ParityInputs:
-    """Both runners (the reference loaded, ``keep_loaded``) and the samples they are compared on."""
+    """Both runners (the reference loaded, ``keep_loaded``), the samples they are compared on, and
+    the tiling restore-run would use (``tile``/``overlap`` as its --tile/--tile-overlap)."""
 
     artifact_name: str
     reference_name: str
@@ -238,6 +400,11 @@ class ParityInputs:
     degrade: str | None
     samples: list[ParitySample]
     unreadable: list[str] = field(default_factory=list)
+    artifact_file: str | None = None
+    resolved: str = ""
+    tile: int | None = None
+    overlap: int | None = None
+    threads: int | None = None
 
 
 def _check_same_model(art: Runner, ref: PyTorchRunner, artifact: str, reference: str) -> None:
@@ -249,13 +416,19 @@ def _check_same_model(art: Runner, ref: PyTorchRunner, artifact: str, reference:
 
 def prepare_parity(artifact: str, reference: str, *, images: Path, weights=None, backend: str = "auto",
                    degrade: str | None = None, limit: int | None = None, crop: int | None = None, seed: int = 0,
-                   threads: int | None = None,
+                   threads: int | None = None, tile: int | None = None, overlap: int | None = None,
                    on_unreadable: Callable[[Path, BaseException], None] | None = None) -> ParityInputs:
-    """Load both runners and the samples; ValueError / BackendError / OSError on unusable input.
-    ``degrade`` defaults to the reference preset's protocol; unreadable images are reported to
-    ``on_unreadable`` and listed in ``unreadable``."""
-    art = load_runner(artifact, backend, threads=threads)
+    """Resolve the artefact as restore-run does (``resolve_artifact``), load the reference and the
+    samples; ValueError / BackendError / OSError on unusable input. ``degrade`` defaults to the
+    reference preset's protocol; unreadable images are reported to ``on_unreadable`` and listed in
+    ``unreadable``."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     ref = PyTorchRunner(reference, weights=weights)
+    art, artifact_file, resolved = resolve_artifact(artifact, backend, reference=reference, weights=weights,
+                                                    threads=threads)
     spec = ref.spec
     _check_same_model(art, ref, artifact, reference)
     spec_text = degrade or spec.degrade or (art.spec.degrade if art.spec else None)
@@ -277,88 +450,136 @@ def prepare_parity(artifact: str, reference: str, *, images: Path, weights=None,
     samples = load_samples(paths, spec, degradation, seed=seed, crop=crop, on_unreadable=skipped)
     if not samples:
         raise ValueError(f"none of the {len(paths)} image(s) in {images} could be read")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     ref.keep_loaded = True
     ref.activate()  # load the weights now so that a bad file is a usage error
+    art.activate()
     return ParityInputs(artifact_name=artifact, reference_name=reference, artifact=art, reference=ref,
-                        degrade=spec_text, samples=samples, unreadable=unreadable)
+                        degrade=spec_text, samples=samples, unreadable=unreadable, artifact_file=artifact_file,
+                        resolved=resolved, tile=tile, overlap=overlap, threads=threads)
 
 
 def compare_image(sample: ParitySample, y_artifact: np.ndarray, y_reference: np.ndarray) -> ImageParity:
-    """Both outputs, already cropped to the image: PSNR vs PyTorch and the task PSNRs."""
+    """Both outputs ((1, C, H, W), cropped to the image): PSNR vs PyTorch, the task PSNRs and SSIMs."""
     finite = bool(np.isfinite(y_artifact).all())
     row = ImageParity(
         name=sample.name, psnr_vs_reference=psnr_peak1(y_artifact, y_reference) if finite else 0.0, finite=finite,
         max_abs_err=float(np.max(np.abs(y_artifact - y_reference))) if finite and y_artifact.size else None)
     if sample.gt is not None:
-        row.task_psnr_reference = task_psnr(y_reference, sample.gt, border=sample.border, y_channel=sample.y_channel)
-        row.task_psnr_artifact = task_psnr(np.nan_to_num(y_artifact), sample.gt, border=sample.border,
-                                           y_channel=sample.y_channel)
+        kw = dict(border=sample.border, y_channel=sample.y_channel)
+        row.task_psnr_reference, row.ssim_reference = task_psnr_ssim(y_reference, sample.gt, **kw)
+        row.task_psnr_artifact, row.ssim_artifact = task_psnr_ssim(np.nan_to_num(y_artifact), sample.gt, **kw)
         row.task_psnr_drop = row.task_psnr_reference - row.task_psnr_artifact
+        if math.isfinite(row.ssim_reference) and math.isfinite(row.ssim_artifact):
+            row.ssim_drop = row.ssim_reference - row.ssim_artifact
+        else:
+            row.ssim_reference = row.ssim_artifact = None
     return row
 
 
-def _compare_all(inputs: ParityInputs, feeds: list, sizes: list, floor: float) -> tuple[list[ImageParity], bool]:
-    """Comparator.run on both runners and our compare function; BackendError on any runtime failure."""
-    from polygraphy.comparator import Comparator
+def _tiled(runner: Runner, spec: ModelSpec, sample: ParitySample, tile: int | None, overlap: int) -> np.ndarray:
+    """The runner over the sample as restore-run runs it (``restore_array``), as (1, C, sH, sW)."""
+    x = np.ascontiguousarray(sample.lq.transpose(2, 0, 1), dtype=np.float32)
 
-    rows: list[ImageParity] = []
-    s = inputs.reference.spec.scale
+    def fn(t):
+        return runner.run(t, sample.kernel) if spec.needs_kernel else runner.run(t)
 
-    def compare(res_art, res_ref):
-        i = len(rows)
-        h, w = sizes[i]
-        ya = np.asarray(next(iter(res_art.values())), np.float32)[..., : h * s, : w * s]
-        yr = np.asarray(next(iter(res_ref.values())), np.float32)[..., : h * s, : w * s]
-        rows.append(compare_image(inputs.samples[i], ya, yr))
-        return OrderedDict(output=rows[-1].psnr_vs_reference >= floor and rows[-1].finite)
-
-    art, ref = inputs.artifact, inputs.reference
-    ref.deactivate()
-    runners = [as_polygraphy(art, f"artifact[{art.name}]"), as_polygraphy(ref, "reference[torch-cpu]")]
     try:
-        results = Comparator.run(runners, data_loader=feeds)
-        accuracy = Comparator.compare_accuracy(results, compare_func=compare)
-    except Exception as exc:  # any runtime failure (ONNX Runtime, polygraphy's wrapper): one line
-        raise BackendError(f"inference failed: {one_line(exc)}") from None
-    return rows, bool(accuracy)
+        return restore_array(fn, spec, x, tile=tile, overlap=overlap)[None]
+    except RuntimeError as exc:  # a shape the tiling did not expect: the runner's failure, one line
+        raise BackendError(f"{runner.name}: {one_line(exc)}") from None
+
+
+def _judge(row: ImageParity, floor: float, max_drop: float, max_ssim_drop: float) -> bool:
+    return (row.finite and row.psnr_vs_reference >= floor
+            and (row.task_psnr_drop is None or row.task_psnr_drop <= max_drop)
+            and (row.ssim_drop is None or row.ssim_drop <= max_ssim_drop))
+
+
+def _fp16_runner(inputs: ParityInputs) -> tuple[Runner | None, str]:
+    """The emulated runner of an FP16 ONNX file, or (None, why there is none)."""
+    path = inputs.artifact_file
+    if not path or not str(path).lower().endswith(".onnx"):
+        return None, "an engine hides its graph" if path else "PyTorch runs no file"
+    runner = EmulatedFp16Runner(path, inputs.artifact.spec, threads=inputs.threads)
+    try:
+        runner.activate()
+    except (ValueError, BackendError) as exc:
+        return None, one_line(exc)
+    return runner, FP16_ARITHMETIC
 
 
 def run_parity(inputs: ParityInputs, *, min_psnr: float | None = None, max_drop: float = MAX_TASK_DROP_DB,
-               localize: bool = False, verbose: bool = False) -> ParityReport:
-    """Run both runners on every sample and judge: PSNR vs PyTorch >= the floor on every image (by
-    the artefact's precision unless ``min_psnr``) and a task-PSNR drop <= ``max_drop``."""
-    from polygraphy.logger import G_LOGGER
-
-    if not verbose:
-        G_LOGGER.module_severity = G_LOGGER.WARNING
-    precision = inputs.artifact.precision
+               max_ssim_drop: float = MAX_SSIM_DROP, fp16_arithmetic: bool = True, localize: bool = False,
+               verbose: bool = False) -> ParityReport:
+    """Run the artefact and PyTorch on the same tiles (restore-run's tiling of each image) and
+    judge every image: PSNR vs PyTorch >= the floor (by the artefact's precision unless
+    ``min_psnr``), task-PSNR drop <= ``max_drop``, task-SSIM drop <= ``max_ssim_drop``. PyTorch
+    also runs whole (the tiling's own cost, reported, not judged). An FP16 ONNX file is also run
+    under emulated FP16 arithmetic against PyTorch (``fp16_arithmetic``), its verdict apart."""
+    art, ref = inputs.artifact, inputs.reference
+    precision = art.precision
     floor = parity_floor(precision, min_psnr)
-    spec = inputs.reference.spec
-    feeds, sizes = zip(*(make_feed(spec, sample) for sample in inputs.samples))
-    rows, accuracy = _compare_all(inputs, list(feeds), list(sizes), floor)
+    spec = art.spec
+    s = spec.scale
+    emulated, note = _fp16_runner(inputs) if fp16_arithmetic and precision == "fp16" else (None, "")
+    rows: list[ImageParity] = []
+    choices = set()
+    for sample in inputs.samples:
+        h, w = sample.lq.shape[:2]
+        tiling = choose_tiling(spec, h, w, inputs.tile, inputs.overlap)
+        tile = tiling.tile if tiling.tile and tiling.tile < max(h, w) else None
+        choices.add((tile, tiling.overlap if tile else None, tiling.reason))
+        y_art = _tiled(art, spec, sample, tile, tiling.overlap)[..., : h * s, : w * s]
+        y_ref = _tiled(ref, spec, sample, tile, tiling.overlap)[..., : h * s, : w * s]
+        row = compare_image(sample, y_art, y_ref)
+        row.tile, row.tile_overlap = tile, tiling.overlap if tile else None
+        row.psnr_tiled_vs_whole = psnr_peak1(y_ref, _tiled(ref, spec, sample, None, 0)) if tile else PSNR_CAP
+        if emulated is not None:
+            y16 = _tiled(emulated, spec, sample, tile, tiling.overlap)
+            row.psnr_fp16_arithmetic = psnr_peak1(y16, y_ref) if np.isfinite(y16).all() else 0.0
+        row.passed = _judge(row, floor, max_drop, max_ssim_drop)
+        rows.append(row)
+    if emulated is not None:
+        emulated.deactivate()
 
-    psnrs = [r.psnr_vs_reference for r in rows]
-    has_task = bool(rows) and rows[0].task_psnr_reference is not None
+    worst, mean = summarise(rows)
+    run_passed = all(r.passed for r in rows)
+    fp16 = None
+    if precision == "fp16" and fp16_arithmetic:
+        fp16 = Fp16Arithmetic(floor=PARITY_FLOORS["fp16"], note=note)
+        if emulated is not None:
+            fp16.worst, fp16.mean = worst["psnr_fp16_arithmetic"], mean["psnr_fp16_arithmetic"]
+            fp16.passed = fp16.worst >= fp16.floor
+    has_task = rows[0].task_psnr_reference is not None
     task_ref = float(np.mean([r.task_psnr_reference for r in rows])) if has_task else None
     task_art = float(np.mean([r.task_psnr_artifact for r in rows])) if has_task else None
-    drop = (task_ref - task_art) if has_task else None
+    provider, computed = arithmetic(art)
     report = ParityReport(
-        artifact=inputs.artifact_name, reference=inputs.reference_name, backend=inputs.artifact.name,
+        artifact=inputs.artifact_name, reference=inputs.reference_name, backend=art.name,
         precision=precision, degrade=inputs.degrade, images=rows, threshold_psnr=floor, max_drop=max_drop,
-        passed=accuracy and min(psnrs) >= floor and (drop is None or drop <= max_drop),
-        min_psnr_vs_reference=float(min(psnrs)), mean_psnr_vs_reference=float(np.mean(psnrs)),
-        task_psnr_reference=task_ref, task_psnr_artifact=task_art, task_psnr_drop=drop,
-        unreadable=inputs.unreadable)
+        passed=run_passed and (fp16 is None or fp16.passed is not False),
+        min_psnr_vs_reference=worst["psnr_vs_reference"], mean_psnr_vs_reference=mean["psnr_vs_reference"],
+        task_psnr_reference=task_ref, task_psnr_artifact=task_art,
+        task_psnr_drop=(task_ref - task_art) if has_task else None, unreadable=inputs.unreadable,
+        artifact_file=inputs.artifact_file, resolved=inputs.resolved, provider=provider, arithmetic=computed,
+        tiling=describe_tiling(choices), max_ssim_drop=max_ssim_drop, run_passed=run_passed, worst=worst,
+        mean=mean, fp16_arithmetic=fp16)
     if localize:
         try:
-            report.localize = localize_divergence(inputs.artifact_name, inputs.reference, feeds[0], threshold=floor)
+            if not inputs.artifact_file:
+                raise ValueError("--localize needs an .onnx artefact (PyTorch runs no graph)")
+            feed, _ = make_feed(ref.spec, inputs.samples[0])
+            report.localize = localize_divergence(inputs.artifact_file, ref, feed, threshold=floor)
         except Exception as exc:  # diagnostics never change the verdict
             report.localize = DivergenceReport(error=one_line(exc))
     return report
+
+
+def describe_tiling(choices: set) -> str:
+    """The tilings used, in words: 'tiles 256 overlap 32 (the model's)', 'whole images', or both."""
+    words = {"requested": "--tile", "model": "the model's", "auto": "automatic", "whole": "whole"}
+    parts = sorted({f"tiles {t} overlap {o} ({words.get(r, r)})" if t else "whole images" for t, o, r in choices})
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- localisation
