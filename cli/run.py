@@ -92,6 +92,7 @@ def main(
         paths = expand_inputs(inputs)
         if not paths:
             raise ValueError(f"no input images matched {' '.join(inputs)}")
+        all_paths = sorted(paths, key=str) if shard is not None else paths  # output names are decided from it
         if shard is not None:  # engines/shard.py; a slice may be empty when N exceeds the image count
             paths = shard_slice(paths, *parse_shard(shard))
         if outdir.exists() and not outdir.is_dir():
@@ -123,7 +124,7 @@ def main(
     restorer = Restorer(runner, outdir=outdir, tile=tile, overlap=tile_overlap, batch=batch, degradation=degradation,
                         kernel=kernel, seed=seed, gt_dir=gt, overwrite=overwrite, max_pixels=max_pixels,
                         on_notice=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
-    restorer.plan(paths)
+    restorer.plan(all_paths)  # the whole list, in every shard alike: a name taken in another shard is refused here too
     items = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:

@@ -300,6 +300,20 @@ def run_markup_in_names(root, art, make):
     return ["run", art["ckpt"], src, root / "d[" / "]\x1b]0;owned\x07.png", "-o", root / "out"]
 
 
+def run_shard_same_name(root, art, make):
+    for folder in ("dirA", "dirB"):
+        _images(make, root, ("x.png",))
+        (root / "in").rename(root / folder)
+    return ["run", art["ckpt"], root / "dirA", root / "dirB", "-o", root / "out", "--shard", "1/2"]
+
+
+def _not_written(*names):
+    def check(root: Path):
+        for n in names:
+            assert not (root / "out" / n).exists(), f"{n} was written"
+    return check
+
+
 # ---------------------------------------------------------------------------------- checks
 
 
@@ -348,6 +362,7 @@ CASES = [
     Case("run-json-is-a-fifo", "run", run_json_is_a_fifo, 2, "report.json", then=_restored("a.png", "b.png")),
     Case("run-markup-and-escapes-in-names", "run", run_markup_in_names, 2, "d[/]\\x1b]0;owned\\x07.png",
          then=_restored("a[red]b.png", "x[bold].png")),
+    Case("run-shard-same-name-in-another-shard", "run", run_shard_same_name, 2, "x.png", then=_not_written("x.png")),
     Case("export-triton-external-data-outside", "export", export_triton_external_data_outside, 2, "m.onnx", writes=()),
 ]
 
