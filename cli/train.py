@@ -126,7 +126,9 @@ def main(
         raise typer.Exit(130)
     hooks.stop()
     best = f", best val PSNR {result.best['val_psnr']:.2f} dB at {result.best['iter']}" if result.best else ""
-    out.print(f"done: {result.iteration} iterations{best}; weights {Path(cfg.run_dir) / 'last.safetensors'}", highlight=False)
+    weights = Path(cfg.run_dir) / "last.safetensors"
+    written = f"weights {shown(weights)}" if weights.is_file() else f"no checkpoint written ({shown(cfg.run_dir)})"
+    out.print(f"done: {result.iteration} iterations{best}; {written}", highlight=False)
 
 
 def entry() -> None:

@@ -95,6 +95,34 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def atomic_write_set(writers: dict) -> None:
+    """Several files as one unit: ``{path: write(tmp_path)}`` fills a temporary beside each path, and
+    only when every one is complete are they renamed into place (in the order given). On any error
+    every temporary is removed and no path is touched; an OSError names the file it came from."""
+    temporaries = {}
+    try:
+        for path, write in writers.items():
+            path = Path(path)
+            refuse_special(path)
+            clean_stale_temporaries(path)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            temporaries[path] = Path(tmp)
+            try:
+                write(Path(tmp))
+                os.chmod(tmp, file_mode())
+            except Exception as exc:  # OSError, or a library's own error for a full disk (safetensors)
+                raise OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {path}: "
+                              f"{getattr(exc, 'strerror', None) or str(exc).strip() or type(exc).__name__}; none of "
+                              f"{', '.join(Path(p).name for p in writers)} was replaced") from None
+        for path, tmp in temporaries.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temporaries.values():
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 

@@ -25,10 +25,29 @@ class Dist:
         return self.rank == 0
 
 
+def _env_int(name: str, default: int, low: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"${name}={text!r}: expected a whole number (set by torchrun)") from None
+    if value < low:
+        raise ValueError(f"${name}={value}: must be at least {low}")
+    return value
+
+
 def setup(device: str = "auto") -> Dist:
-    """Join the process group started by torchrun (NCCL on CUDA, gloo on CPU) and pick the device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    """Join the process group started by torchrun (NCCL on CUDA, gloo on CPU) and pick the device.
+    ValueError (naming the variable) for a malformed WORLD_SIZE/RANK/LOCAL_RANK, and for a rank other
+    than 0 without a process group (a stray ``RANK=1``: that process would train and write nothing)."""
+    world = _env_int("WORLD_SIZE", 1, 1)
+    rank, local = _env_int("RANK", 0, 0), _env_int("LOCAL_RANK", 0, 0)
+    if rank >= world:
+        raise ValueError(f"$RANK={rank} without a process group of that size ($WORLD_SIZE="
+                         f"{os.environ.get('WORLD_SIZE', 'unset')}): only rank 0 writes checkpoints, so this run would "
+                         f"write nothing; unset RANK or start with torchrun")
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but CUDA is not available")

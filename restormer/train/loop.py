@@ -23,7 +23,8 @@ from restormer_deploy.restormer.train.data import IterationBatches, batch_rng
 from restormer_deploy.restormer.train.model import build_model, forward, make_loss
 from restormer_deploy.restormer.train.schedule import CosineRestarts
 from restormer_deploy.restormer.train.setup import Plan, check_patches, prepare
-from restormer_deploy.restormer.train.state import Log, load_state, restore, rng_state, save_state, save_weights, write_text
+from restormer_deploy.restormer.train.state import (Log, load_state, restore, rng_state, save_checkpoint_set, save_weights,
+                                                    write_text)
 from restormer_deploy.restormer.train.validate import validate
 
 
@@ -139,8 +140,7 @@ def _run(cfg: Config, plan: Plan, state_file: Path | None, state: dict | None, d
 
     def save(done: int) -> None:
         extra = {"iteration": done, "val": last_val, "train_config": cfg.to_dict()}
-        save_weights(run / "last.safetensors", net, spec, extra)
-        save_state(run / "last.state.pt", {
+        save_checkpoint_set(run / "last.safetensors", net, spec, extra, run / "last.state.pt", {
             "iteration": done, "model": net.state_dict(), "spec": spec.to_json(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler else None,
             "rng": rng_state(), "best": best, "window": window, "world": dist.world,

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restormer_deploy.restormer.checkpoints import _atomic_write, load_weights, save_checkpoint
+from restormer_deploy.restormer.checkpoints import _atomic_write, config_path, load_weights, save_checkpoint
+from restormer_deploy.restormer.fileio import atomic_write_set
 from restormer_deploy.restormer.presets import ModelSpec, type_names
 from restormer_deploy.restormer.train.config import ConfigError
 
@@ -45,6 +46,23 @@ def set_rng_state(state: dict) -> None:
 
 def save_state(path: Path, state: dict) -> None:
     _atomic_write(Path(path), lambda tmp: torch.save({"format": STATE_FORMAT, **state}, tmp))
+
+
+def save_checkpoint_set(weights: Path, net: nn.Module, spec: ModelSpec, extra: dict, state_path: Path,
+                        state: dict) -> None:
+    """The weights (``save_weights``: .safetensors and .json) and the resume state as one unit: all
+    three are written to temporaries first and renamed only when every one is complete, so a full disk
+    keeps the previous set whole (OSError naming the file that could not be written)."""
+    from safetensors.torch import save_file
+
+    weights = Path(weights)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    text = json.dumps({"model": spec.to_json(), **extra}, indent=2, sort_keys=True)
+    atomic_write_set({
+        weights: lambda tmp: save_file(tensors, str(tmp), metadata={"config": text}),
+        config_path(weights): lambda tmp: Path(tmp).write_text(text + "\n"),
+        Path(state_path): lambda tmp: torch.save({"format": STATE_FORMAT, **state}, tmp),
+    })
 
 
 def load_state(path: Path, spec: ModelSpec) -> dict:

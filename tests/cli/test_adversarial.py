@@ -617,3 +617,53 @@ def test_cache_root_ignores_empty_home_and_relative_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
     assert export_cache.cache_root() == tmp_path / "home" / ".cache" / "restormer-deploy"
+
+
+# ---------------------------------------------------------------------------------- restore-train (issue 27)
+
+
+@pytest.mark.parametrize("env, names", [({"RANK": "1"}, "$RANK=1"), ({"WORLD_SIZE": "abc"}, "$WORLD_SIZE"),
+                                        ({"LOCAL_RANK": "-1"}, "$LOCAL_RANK")])
+def test_train_refuses_a_stray_rank_or_malformed_torchrun_variables(env, names, tmp_path, monkeypatch, smooth_images,
+                                                                    tiny_config, write_config):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, smooth_images(tmp_path / "img", n=2, size=32)))
+    result = runner.invoke(_app("train"), ["--config", str(cfg)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert any(line.startswith("error:") and names in line for line in result.output.splitlines()), result.output
+    assert "done:" not in result.output and not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_train_checkpoint_set_is_written_whole_or_not_at_all(tmp_path, monkeypatch, smooth_images, tiny_config,
+                                                             write_config):
+    """A full disk while the resume state of the second checkpoint is written: the first set stays whole."""
+    import errno
+
+    from safetensors import safe_open
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, smooth_images(tmp_path / "img", n=2, size=32),
+                                                        val={"every": 100}))
+    real_save, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(f)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    result = runner.invoke(_app("train"), ["--config", str(cfg)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert any(line.startswith("error:") and "last.state.pt" in line for line in result.output.splitlines()), result.output
+    run = tmp_path / "run"
+    with safe_open(str(run / "last.safetensors"), "pt") as f:
+        in_weights = json.loads(f.metadata()["config"])["iteration"]
+    in_json = json.loads((run / "last.json").read_text())["iteration"]
+    in_state = torch.load(run / "last.state.pt", weights_only=True)["iteration"]
+    assert in_weights == in_json == in_state == 4, (in_weights, in_json, in_state)
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
