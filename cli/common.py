@@ -71,7 +71,28 @@ def write_json(path: Path, data: dict) -> None:
         raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+MAX_THREADS = 4096
+SEED_RANGE = (0, 2**32 - 1)  # numpy's RandomState, which seeds --degrade noise
+
+
+def check_threads(threads: int | None) -> None:
+    """ValueError naming --threads unless it is None or 1..MAX_THREADS (beyond, PyTorch and ONNX
+    Runtime fail with an overflow that names nothing)."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"--threads {threads}: must be in 1..{MAX_THREADS}")
+
+
+def check_seed(seed: int) -> None:
+    """ValueError naming --seed unless numpy can seed with it."""
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ValueError(f"--seed {seed}: must be in {SEED_RANGE[0]}..{SEED_RANGE[1]}")
+
+
 def set_threads(threads: int | None) -> None:
+    try:
+        check_threads(threads)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     if threads:
         import torch
 

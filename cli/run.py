@@ -11,13 +11,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from restormer_deploy.cli.common import (EXIT_BAD_INPUT, USER_ERRORS, ProgressLines, check_tiling, fail_from, out, run, shown,
-                                         write_json)
+from restormer_deploy.cli.common import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, USER_ERRORS, ProgressLines, check_seed,
+                                         check_threads, check_tiling, fail, fail_from, out, run, shown, write_json)
 from restormer_deploy.engines.backends import BACKENDS, artifact_kind, load_runner
 from restormer_deploy.engines.export_cache import fast_runner
+from restormer_deploy.engines.parity import tile_verifier
 from restormer_deploy.engines.restorer import Restorer, expand_inputs
 from restormer_deploy.engines.shard import parse_shard, shard_slice
 from restormer_deploy.restormer.degrade import SPEC_GRAMMAR, load_kernel, parse_degradation
+from restormer_deploy.restormer.imageio import pixel_limit
 from restormer_deploy.restormer.presets import resolve
 
 EPILOG = f"""
@@ -50,7 +52,9 @@ scores. --gt DIR scores against same-named ground-truth images instead.
 Backends: {", ".join(BACKENDS)}; auto = ONNX Runtime TensorRT EP > CUDA EP > CPU for .onnx (as installed), TensorRT for .engine/.plan; for a preset or checkpoint, its FP32 ONNX export on ONNX Runtime (CUDA EP when installed, else CPU), made on the first run, checked against PyTorch and cached in $RESTORE_CACHE_DIR or ~/.cache/restormer-deploy (docs/COMMANDS.md); PyTorch (CUDA > CPU) for blur-kernel models, when only PyTorch sees a GPU, or, with a notice, when no verified export can be made. --backend torch: always PyTorch.
 
 Exit status: 0 every image restored (or skipped); 2 when any image failed (bad input: the others are
-still processed, the failures listed) and on bad usage (unknown model, no inputs, bad option).
+still processed, the failures listed) and on bad usage (unknown model, no inputs, bad option); 1 when
+--verify N found a tile below the artefact's parity floor against PyTorch (N tiles drawn across the
+batch, rerun in PyTorch: the proof on your own images).
 """
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,13 +78,20 @@ def main(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only slice I (from 0) of N of the sorted inputs (array jobs, docs/SCALE_OUT.md)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write images[{input, output, status, seconds}] here."),
+    verify: int = typer.Option(0, "--verify", min=0, help="Also run N tiles, drawn across the batch, in PyTorch and compare: the worst PSNR in the summary and --json; exit 1 below the artefact's parity floor."),
+    verify_reference: Optional[str] = typer.Option(None, "--verify-reference", help="The PyTorch model --verify compares with (default: MODEL, or the preset an .onnx file or engine names)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=0, help="Refuse images over this many pixels, checked from the header before decoding (default 200000000, or $RESTORE_MAX_PIXELS; 0: no limit)."),
 ) -> None:
     try:
         if backend not in BACKENDS:
             raise ValueError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
         check_tiling(tile, tile_overlap)
+        check_threads(threads)
+        if max_pixels is None:
+            pixel_limit()  # a malformed $RESTORE_MAX_PIXELS: once, here, not once per image
         degradation = parse_degradation(degrade) if degrade else None
+        if degradation is not None:
+            check_seed(seed)
         kernel = None
         if kernel_file:
             path, colon, idx = kernel_file.rpartition(":")
@@ -113,6 +124,8 @@ def main(
         if runner.spec.in_channels not in (1, 3):
             raise ValueError(f"{runner.spec.name} takes {runner.spec.in_channels} channels: restore-run handles grey/RGB models")
         runner.activate()
+        verifier = tile_verifier(runner, verify, model=model, weights=weights, reference=verify_reference,
+                                 seed=seed) if verify else None  # engines/parity.py
         outdir.mkdir(parents=True, exist_ok=True)  # only once the model is known to load
     except USER_ERRORS as exc:  # a backend that cannot run the model is bad usage here, whatever its own code
         raise fail_from(exc, code=EXIT_BAD_INPUT)
@@ -121,11 +134,11 @@ def main(
     out.print(f"[bold]{runner.spec.name}[/] on {runner.describe()}: {len(paths) - missing} image(s)"
               + (f" and {missing} missing" if missing else "") + f" -> {shown(outdir)}"
               + Restorer.describe_tiling(runner.spec, tile, tile_overlap))
-    restorer = Restorer(runner, outdir=outdir, tile=tile, overlap=tile_overlap, batch=batch, degradation=degradation,
+    restorer = Restorer(verifier or runner, outdir=outdir, tile=tile, overlap=tile_overlap, batch=batch, degradation=degradation,
                         kernel=kernel, seed=seed, gt_dir=gt, overwrite=overwrite, max_pixels=max_pixels,
                         on_notice=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
     restorer.plan(all_paths)  # the whole list, in every shard alike: a name taken in another shard is refused here too
-    items = []
+    items, interrupted = [], False
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
         with Progress(*columns, console=out, transient=True) as progress:
@@ -151,6 +164,8 @@ def main(
                 progress.update(tiles, visible=False)
                 progress.advance(task)
                 lines.advance()
+    except KeyboardInterrupt:  # Ctrl-C: the summary and --json of the images done, then exit 130
+        interrupted = True
     finally:
         runner.deactivate()
 
@@ -169,16 +184,29 @@ def main(
     if degradation is not None:  # what was restored: the saved NAME_degraded file, not the float of the papers
         out.print(f"protocol: {degradation.as_saved().protocol(degrade)}", highlight=False)
     out.print(f"{counts['ok']} restored, {counts['skipped']} skipped, {counts['error']} failed")
+    verified = verifier.verify() if verifier is not None and not interrupted else None
+    if verified is not None:
+        out.print(f"verified {verified['tiles']} of {verified['of']} tiles against PyTorch ({verified['reference']}): "
+                  + (f"worst {verified['worst_psnr']:.2f} dB, mean {verified['mean_psnr']:.2f} (floor {verified['floor']:g}): "
+                     if verified["tiles"] else "") + ("PASSED" if verified["passed"] else "FAILED"),
+                  highlight=False, markup=False, soft_wrap=True)
     if json_out:
         summary = {
             "model": model, "backend": runner.name, "precision": runner.precision, "outdir": str(outdir),
             "tile": tile, "tile_overlap": tile_overlap, "degrade": degrade, "shard": shard,
-            "ok": counts["ok"], "skipped": counts["skipped"], "failed": counts["error"],
+            "ok": counts["ok"], "skipped": counts["skipped"], "failed": counts["error"], "interrupted": interrupted,
             "images": [it.to_json() for it in items],
         }
+        if verified is not None:
+            summary["verify"] = verified
         write_json(json_out, summary)
+    if interrupted:
+        raise fail(f"interrupted after {len(items)} of {len(paths)} image(s)"
+                   + (f"; {json_out} lists them" if json_out else ""), 130)
     if counts["error"]:  # a failed image is bad input (DESIGN: exit 2); the rest were still processed
         raise typer.Exit(EXIT_BAD_INPUT)
+    if verified is not None and not verified["passed"]:  # --verify: the artefact failed on the user's images
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def entry() -> None:

@@ -68,6 +68,7 @@ class Case:
     then: Callable[[Path], None] | None = None
     errors: int | None = 1  # number of error: lines (None: at least one)
     extra: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)  # environment variables set for the run
 
 
 def _images(make, root: Path, names=("a.png", "b.png")) -> Path:
@@ -307,6 +308,13 @@ def run_shard_same_name(root, art, make):
     return ["run", art["ckpt"], root / "dirA", root / "dirB", "-o", root / "out", "--shard", "1/2"]
 
 
+def run_with_degrade(*extra):
+    def setup(root, art, make):
+        src = _images(make, root)
+        return ["run", art["ckpt"], src, "-o", root / "out", "--degrade", "noise:25", *extra]
+    return setup
+
+
 def _not_written(*names):
     def check(root: Path):
         for n in names:
@@ -363,6 +371,10 @@ CASES = [
     Case("run-markup-and-escapes-in-names", "run", run_markup_in_names, 2, "d[/]\\x1b]0;owned\\x07.png",
          then=_restored("a[red]b.png", "x[bold].png")),
     Case("run-shard-same-name-in-another-shard", "run", run_shard_same_name, 2, "x.png", then=_not_written("x.png")),
+    Case("run-seed-negative", "run", run_with_degrade("--seed", "-1"), 2, "--seed", writes=()),
+    Case("run-threads-overflow", "run", run_with_degrade("--threads", "99999999999"), 2, "--threads", writes=()),
+    Case("run-max-pixels-env-abc", "run", run_with_degrade(), 2, "RESTORE_MAX_PIXELS", writes=(),
+         env={"RESTORE_MAX_PIXELS": "abc"}),
     Case("export-triton-external-data-outside", "export", export_triton_external_data_outside, 2, "m.onnx", writes=()),
 ]
 
@@ -379,6 +391,8 @@ def test_bad_input(case: Case, art, tmp_path, monkeypatch, random_image, tiff_he
     root.mkdir()
     monkeypatch.chdir(root)
     make = SimpleNamespace(image=random_image, tiff_header_only=tiff_header_only)
+    for k, v in case.env.items():
+        monkeypatch.setenv(k, v)
     argv = [str(a) for a in case.setup(root, art, make)]
     (root / "out").mkdir(exist_ok=True) if "out" in case.writes and not (root / "out").exists() else None
     before = _snapshot(root)
@@ -667,3 +681,28 @@ def test_train_checkpoint_set_is_written_whole_or_not_at_all(tmp_path, monkeypat
     in_state = torch.load(run / "last.state.pt", weights_only=True)["iteration"]
     assert in_weights == in_json == in_state == 4, (in_weights, in_json, in_state)
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_run_interrupted_reports_and_writes_json_for_the_images_done(art, tmp_path, monkeypatch, random_image):
+    """Ctrl-C on the second image: exit 130, one error line, and --json lists the first image."""
+    from restormer_deploy.engines.restorer import Restorer
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, n in enumerate(("a.png", "b.png", "c.png")):
+        write_image(src / n, random_image((24, 24), seed=i))
+    real, calls = Restorer.restore, []
+
+    def restore(self, path, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(Restorer, "restore", restore)
+    result = runner.invoke(_app("run"), [str(art["ckpt"]), str(src), "-o", str(tmp_path / "out"),
+                                         "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 130, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] and "interrupted" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] is True and [Path(i["input"]).name for i in report["images"]] == ["a.png"]
