@@ -24,7 +24,12 @@ Shows the artefact's metadata (the keys of the design contract: architecture, pr
 channels, value_range, pad_multiple, precision, tool_version, source_sha256; engines add
 tensorrt_version, gpu, compute_capability, profile, plugin_sha256, onnx_sha256) and checks it
 against this machine: onnxruntime version and execution providers, ONNX opset and custom domains,
-TensorRT version (if importable) against the engine's, GPU (nvidia-smi), PyTorch CUDA.
+TensorRT version (if importable) against the engine's, GPU (nvidia-smi), PyTorch CUDA. It says
+what the file is for and what proves it: the target runtime (an engine: TensorRT; an INT8 file:
+from its activation type; else as recorded), the precision (an FP16 file on ONNX Runtime's CPU:
+FP16 stored, FP32 arithmetic), the FP32 islands, the tiling restore-run uses, the calibration
+record (int8_* keys) and the verification record (for a preset or checkpoint: the cached export
+restore-run uses and its verification against PyTorch).
 
 Exit status: 0 some installed runtime can run it; 1 none can (or the metadata is incomplete);
 2 bad usage (unknown or unreadable artefact).
@@ -63,6 +68,13 @@ def _print(info: ArtifactInfo) -> None:
     if info.graph is not None:
         for key in ("opsets", "custom_nodes", "functions", "inputs"):
             out.print(f"{key}: {getattr(info.graph, key)}", highlight=False)
+    for key, value in info.record.items():
+        if key == "fp32_islands" and isinstance(value, dict) and "count" in value:
+            names = list(value["nodes"])
+            value = f"{value['count']} node(s) kept in FP32: {', '.join(names[:3])}" + (", ..." if len(names) > 3 else "")
+        elif isinstance(value, dict):
+            value = "; ".join(f"{k} {v}" for k, v in value.items())
+        out.print(f"{key.replace('_', ' ')}: {value}", highlight=False, soft_wrap=True)
     out.print(f"runs on: {', '.join(info.backends) or ('nothing (incompatible, below)' if info.problems else 'nothing installed')}")
     for p in info.warnings:
         out.print(f"[yellow]warning:[/] {p}", highlight=False)

@@ -46,6 +46,7 @@ class ArtifactInfo:
     runtimes: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    record: dict = field(default_factory=dict)   # what the file is for and what proves it (``file_record``)
 
     @property
     def compatible(self) -> bool:
@@ -61,8 +62,8 @@ class ArtifactInfo:
             data["weights"] = self.weights
         if self.precision is not None:
             data["precision"] = self.precision
-        data.update(backends=self.backends, runtimes=self.runtimes, problems=self.problems, warnings=self.warnings,
-                    compatible=self.compatible)
+        data.update(record=self.record, backends=self.backends, runtimes=self.runtimes, problems=self.problems,
+                    warnings=self.warnings, compatible=self.compatible)
         return data
 
 
@@ -231,6 +232,93 @@ def describe(artifact: str) -> ArtifactInfo:
     elif not info.backends:
         problems.append("no installed runtime can run it")
     info.runtimes = runtimes()
+    try:  # a description, never a reason to refuse the file
+        info.record = file_record(artifact, kind, info.metadata, info.precision)
+    except Exception as exc:
+        info.record = {"error": one_line(exc)}
     info.warnings = [p for p in problems if " lacks " in p]  # optional keys: reported, not blocking
     info.problems = [p for p in problems if p not in info.warnings]
     return info
+
+
+# --------------------------------------------------------------------------- what the file is for
+
+
+def _json(text):
+    import json
+
+    try:
+        return json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return text
+
+
+def target_runtime(path: str, kind: str, meta: dict, precision: str | None) -> str:
+    """The runtime a file is made for: recorded (``target`` key), an engine, or read from the graph
+    (an INT8 file's activation type: uint8 is ONNX Runtime's U8S8 layout, int8 TensorRT's symmetric one)."""
+    if kind == "engine":
+        return "TensorRT (a built engine for one GPU and TensorRT version)"
+    if meta.get("target"):
+        return {"ort": "ONNX Runtime", "trt": "TensorRT"}.get(meta["target"], meta["target"]) + " (recorded)"
+    if precision != "int8":
+        return ("not recorded: ONNX Runtime or TensorRT (restore-export FILE --check-trt VERSION lints it for "
+                "TensorRT)")
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    zero_points = {n.input[2] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2}
+    types = {i.data_type for i in model.graph.initializer if i.name in zero_points}
+    if onnx.TensorProto.UINT8 in types:
+        return "ONNX Runtime (uint8 activations: its U8S8 kernels; restore-export --target trt for TensorRT)"
+    return "TensorRT (symmetric int8 activations, as TensorRT takes them)"
+
+
+def _tiling(meta: dict) -> str:
+    tile = str(meta.get("tile", "")).strip().lower()
+    if not tile:
+        return "not recorded (restore-run: the preset's, else whole images)"
+    if tile in ("none", "0", "null"):
+        return "whole images (restore-run tiles automatically when an image would not fit in memory)"
+    return f"tiles {tile} overlap {meta.get('tile_overlap', 32)} (restore-run's and restore-parity's default)"
+
+
+def _cached_export(artifact: str) -> dict:
+    """The verified export restore-run uses for a preset or checkpoint, if it is cached."""
+    from restormer_deploy.engines.export_cache import cache_key, cache_paths, fast_provider
+    from restormer_deploy.restormer.presets import resolve
+
+    provider = fast_provider()
+    if provider is None:
+        return {"runs": "PyTorch (no ONNX Runtime fast path on this machine)"}
+    onnx_path, record_path = cache_paths(cache_key(resolve(artifact), None, provider=provider))
+    if not record_path.is_file():
+        return {"runs": f"its FP32 ONNX export on {provider}, made and verified on the first restore-run (not cached yet)"}
+    record = _json(record_path.read_text())
+    return {"runs": f"the cached FP32 ONNX export on {provider}", "file": str(onnx_path),
+            "verification": {k: record.get(k) for k in ("psnr_vs_torch", "max_abs_err", "verified_on", "created")}
+            if isinstance(record, dict) else "unreadable record"}
+
+
+def file_record(artifact: str, kind: str, meta: dict, precision: str | None) -> dict:
+    """What the file is for and what proves it: target runtime, precision, FP32 islands, tiling,
+    calibration and verification record (``restore-info``)."""
+    if kind == "torch":
+        return {"target_runtime": "PyTorch (restore-run: see runs)", "tiling": _tiling(meta), **_cached_export(artifact)}
+    record: dict = {"target_runtime": target_runtime(artifact, kind, meta, precision), "precision": precision}
+    if precision == "fp16" and kind == "onnx":
+        record["arithmetic_on_ort_cpu"] = "FP16 weights and activations stored, arithmetic in FP32"
+    islands = _json(meta.get("fp32_islands")) if meta.get("fp32_islands") else None
+    if islands is not None:
+        record["fp32_islands"] = {"count": len(islands), "nodes": islands} if isinstance(islands, dict) else islands
+    if meta.get("psnr_fp16_arithmetic"):
+        record["psnr_fp16_arithmetic"] = meta["psnr_fp16_arithmetic"]
+    record["tiling"] = _tiling(meta)
+    calibration = {k: _json(v) for k, v in meta.items() if k.startswith("int8_")}
+    if calibration:
+        record["calibration"] = calibration
+    verification = {k: _json(v) for k, v in meta.items() if k.startswith(("psnr_", "verified", "parity"))
+                    and k != "psnr_fp16_arithmetic"}
+    record["verification"] = verification or ("not recorded in the file (restore-export writes one only after its "
+                                              "self-check against PyTorch); restore-parity FILE --reference MODEL "
+                                              "--images DIR checks it on images")
+    return record

@@ -582,6 +582,72 @@ def describe_tiling(choices: set) -> str:
     return "; ".join(parts)
 
 
+# --------------------------------------------------------------------------- restore-run --verify
+
+
+class TileVerifier:
+    """restore-run --verify N: the runner, keeping ``n`` of the tiles it is called on, drawn uniformly
+    over the whole batch (reservoir sampling, seeded), with its outputs; ``verify()`` runs them in
+    PyTorch and compares (PSNR peak 1.0, clamped), so the proof covers the user's own images.
+    Stands in for the runner in a ``Restorer`` (``spec``, ``run``)."""
+
+    def __init__(self, runner: Runner, reference: PyTorchRunner, n: int, *, floor: float, seed: int = 0) -> None:
+        self.runner, self.reference, self.n, self.floor = runner, reference, n, floor
+        self.spec = runner.spec
+        self.kept: list[tuple] = []
+        self.seen = 0
+        self._rng = np.random.default_rng(seed)
+
+    def run(self, x: np.ndarray, kernel: np.ndarray | None = None) -> np.ndarray:
+        y = self.runner.run(x, kernel) if kernel is not None else self.runner.run(x)
+        for b in range(x.shape[0]):
+            k = None if kernel is None else np.asarray(kernel)
+            if k is not None and k.ndim == 4 and k.shape[0] == x.shape[0]:
+                k = k[b:b + 1]
+            item = (x[b:b + 1].copy(), k, np.asarray(y[b:b + 1], np.float32).copy())
+            if len(self.kept) < self.n:
+                self.kept.append(item)
+            else:
+                j = int(self._rng.integers(0, self.seen + 1))
+                if j < self.n:
+                    self.kept[j] = item
+            self.seen += 1
+        return y
+
+    def verify(self) -> dict:
+        """{tiles, of, worst_psnr, mean_psnr, floor, passed, reference}; no tiles: passed, figures None."""
+        psnrs = []
+        with self.reference:
+            for x, k, y in self.kept:
+                want = self.reference.run(x, k) if k is not None else self.reference.run(x)
+                psnrs.append(psnr_peak1(y, want) if np.isfinite(y).all() else 0.0)
+        worst = float(min(psnrs)) if psnrs else None
+        return finite_json({"tiles": len(psnrs), "of": self.seen, "worst_psnr": worst,
+                            "mean_psnr": float(np.mean(psnrs)) if psnrs else None, "floor": self.floor,
+                            "passed": worst is None or worst >= self.floor, "reference": self.reference.model})
+
+
+def tile_verifier(runner: Runner, n: int, *, model: str, weights=None, reference: str | None = None,
+                  seed: int = 0) -> TileVerifier:
+    """The ``TileVerifier`` of restore-run --verify N for MODEL running on ``runner``: the reference is
+    ``reference``, else MODEL itself on PyTorch (a preset or checkpoint), else the preset an ONNX file
+    or engine names. ValueError when there is nothing to compare (PyTorch itself) or no reference."""
+    from restormer_deploy.export.contract import ENGINE_PARITY_FLOORS
+    from restormer_deploy.restormer.presets import PRESETS
+
+    if isinstance(runner, PyTorchRunner) and reference is None:
+        raise ValueError(f"--verify: {model} runs on PyTorch here, the reference itself: nothing to verify")
+    if reference is None:
+        reference = model if artifact_kind(model) == "torch" else runner.spec.name
+        if reference not in PRESETS and artifact_kind(model) != "torch":
+            raise ValueError(f"--verify: {model} names {reference!r}, not a preset: pass --verify-reference "
+                             "MODEL (its preset or checkpoint)")
+    ref = PyTorchRunner(reference, weights=weights if reference == model else None)
+    _check_same_model(runner, ref, model, reference)
+    floors = ENGINE_PARITY_FLOORS if runner.name == "tensorrt" else PARITY_FLOORS
+    return TileVerifier(runner, ref, n, floor=floors.get(runner.precision, floors["fp32"]), seed=seed)
+
+
 # --------------------------------------------------------------------------- localisation
 
 

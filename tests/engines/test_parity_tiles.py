@@ -143,3 +143,25 @@ def test_the_cached_export_is_what_is_checked(art, tmp_path, fast_path):
     meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
     assert meta["precision"] == "fp32" and data["backend"] == "ort-cpu" and data["arithmetic"] == "FP32"
     assert 60 <= data["worst"]["psnr_vs_reference"] < 200  # a real ONNX Runtime run, not PyTorch twice
+
+
+def test_restore_run_verify_checks_tiles_of_the_users_images(art, tmp_path):
+    from restormer_deploy.cli.run import app as run_app
+
+    bad = _wrong_at_height(art["fp32"], tmp_path / "bad.onnx", 32, tile="32")
+    images = _images(tmp_path / "imgs", [(40, 48), (40, 48)])  # 4 tiles of 32 each, every one wrong in bad.onnx
+
+    def run(model, *extra):
+        out = tmp_path / f"run{len(list(tmp_path.glob('run*.json')))}.json"
+        r = runner.invoke(run_app, [str(model), str(images), "-o", str(tmp_path / "out"), "--overwrite", "--json", str(out),
+                                    "--verify", "3", *extra], catch_exceptions=False)
+        return r, (json.loads(out.read_text()) if out.exists() else None)
+
+    r, data = run(bad, "--verify-reference", art["ckpt"])
+    assert r.exit_code == 1 and "verified 3 of 8 tiles" in r.output, r.output
+    assert data["verify"]["worst_psnr"] < 40 and not data["verify"]["passed"]
+    r, data = run(art["fp32"], "--verify-reference", art["ckpt"], "--tile", "32", "--tile-overlap", "8")
+    assert r.exit_code == 0, r.output
+    assert data["verify"]["tiles"] == 3 and 60 <= data["verify"]["worst_psnr"] < 200 and data["verify"]["passed"]
+    r, _ = run(art["ckpt"], "--backend", "torch")  # PyTorch is the reference itself: refused
+    assert r.exit_code == 2 and "nothing to verify" in r.output
