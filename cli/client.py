@@ -47,16 +47,24 @@ def main(
     model: str = typer.Option(..., "--model", "-m", help="Model name on the server (NAME_image ensemble, or NAME)."),
     url: Optional[str] = typer.Option(None, "--url", help="Server address (default localhost:8000 for http, :8001 for grpc)."),
     protocol: str = typer.Option("http", "--protocol", help="http or grpc."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per request."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds for each request as a whole (connect, send, answer)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write images[{input, output, status, seconds}] here."),
 ) -> None:
     from restormer_deploy.engines.restorer import expand_inputs
-    from restormer_deploy.engines.triton.client import PROTOCOLS, ClientError, decode, encode, import_client, served_model
+    from restormer_deploy.engines.triton.client import (PROTOCOLS, ClientError, check_address, check_timeout, decode,
+                                                        encode, http_infer, http_model_config, import_client,
+                                                        response_limit, served_model)
     from restormer_deploy.restormer.imageio import read_image_alpha, write_image
 
     try:
         module = import_client(protocol)
+        check_timeout(timeout)
+        address = url or PROTOCOLS[protocol]
+        check_address(address)
+        # the real HTTP client: our own requests, one deadline each and a bounded answer (tritonclient's
+        # network_timeout applies per socket read, and it buffers any answer whole)
+        bounded = getattr(module, "__name__", "") == "tritonclient.http"
         if json_out and not json_out.parent.is_dir():
             raise ClientError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
         paths = expand_inputs(inputs)
@@ -65,12 +73,15 @@ def main(
         if outdir.exists() and not outdir.is_dir():
             raise ClientError(f"-o {outdir}: exists and is not a folder")
         check_output_folder(paths, outdir)
-        address = url or PROTOCOLS[protocol]
+        client = None
         try:
-            # HTTP: network_timeout is the client-side limit (infer's own timeout is a server-side one in µs)
-            client = (module.InferenceServerClient(url=address) if protocol == "grpc" else
-                      module.InferenceServerClient(url=address, network_timeout=timeout))
-            config = client.get_model_config(model, as_json=True) if protocol == "grpc" else client.get_model_config(model)
+            if bounded:
+                config = http_model_config(address, model, timeout=timeout)
+            else:  # gRPC (client_timeout per call below), or a stand-in module
+                client = (module.InferenceServerClient(url=address) if protocol == "grpc" else
+                          module.InferenceServerClient(url=address, network_timeout=timeout))
+                config = (client.get_model_config(model, as_json=True) if protocol == "grpc" else
+                          client.get_model_config(model))
         except Exception as exc:  # connection refused, unknown model: InferenceServerException and socket errors
             raise ClientError(f"cannot get model {model!r} from {address} ({protocol}): {str(exc).strip() or type(exc).__name__}") from None
         served = served_model(model, config)
@@ -95,8 +106,13 @@ def main(
                 continue
             image, alpha = read_image_alpha(path)
             request, outputs, context = encode(module, served, image)
-            kwargs = {"client_timeout": timeout} if protocol == "grpc" else {}
-            restored = decode(served, client.infer(model, request, outputs=outputs, **kwargs), context)
+            if bounded:
+                result = http_infer(module, address, model, request, outputs, timeout=timeout,
+                                    max_bytes=response_limit(served, image.shape))
+            else:  # gRPC: client_timeout is a deadline for the whole call
+                kwargs = {"client_timeout": timeout} if protocol == "grpc" else {}
+                result = client.infer(model, request, outputs=outputs, **kwargs)
+            restored = decode(served, result, context)
             scale = restored.shape[0] // image.shape[0]
             if alpha is not None and scale > 1:  # nearest-upscaled for super-resolution, as restore-run does
                 alpha = np.repeat(np.repeat(alpha, scale, 0), scale, 1)

@@ -200,6 +200,9 @@ def decode(model: ServedModel, result, context) -> np.ndarray:
         if shape is not None and y.ndim == 4:
             h, w = _size(shape)
             scale = max(y.shape[1] // h, 1)
+            if scale > MAX_ENSEMBLE_SCALE:
+                raise ClientError(f"the server returned {y.shape[1]}x{y.shape[2]} for a {h}x{w} image: more than "
+                                  f"x{MAX_ENSEMBLE_SCALE}, refused")
             want = (1, h * scale, w * scale, None)
         _check_shape(y, want)
         return y[0]
@@ -210,3 +213,149 @@ def decode(model: ServedModel, result, context) -> np.ndarray:
         raise ClientError(f"the server returned {np.count_nonzero(~np.isfinite(y))} NaN or Inf values "
                           f"(a broken model or engine): nothing written")
     return processing.postprocess(y, shape, model.scale, dtype)[0]
+
+
+# ----------------------------------------------------------------- HTTP with one deadline and a size bound
+
+MAX_ENSEMBLE_SCALE = 8  # the ensemble's scale is not in its config: a larger result is refused
+_SLACK = 1 << 20  # the response's JSON header and framing
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def response_limit(model: ServedModel, image_shape) -> int:
+    """The most bytes a correct answer for an HxWxC image can take (the output, at most 4 bytes a
+    value, plus 1 MiB for the JSON header): a larger response is refused unread."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if model.mode == "image":
+        return h * w * 3 * MAX_ENSEMBLE_SCALE ** 2 + _SLACK
+    hp, wp = (processing.padded_size(n, model.pad_multiple, model.min_size) * model.scale for n in (h, w))
+    return (model.out_channels or 3) * hp * wp * 4 + _SLACK
+
+
+def check_timeout(timeout: float) -> float:
+    """ClientError naming --timeout unless it is a finite number of seconds > 0."""
+    if not (isinstance(timeout, (int, float)) and np.isfinite(timeout) and timeout > 0):
+        raise ClientError(f"--timeout {timeout}: must be a finite number of seconds > 0")
+    return float(timeout)
+
+
+def check_address(address: str) -> tuple[str, int | None]:
+    """(host, port) of HOST[:PORT]; ClientError naming --url for a scheme (http://...) or a bad port."""
+    if "://" in address or "/" in address:
+        raise ClientError(f"--url {address}: give HOST:PORT without a scheme or path (the protocol is --protocol)")
+    host, colon, port = address.rpartition(":")
+    if not colon or (":" in host and not host.endswith("]")):  # no port, or a bare IPv6 address
+        return address.strip("[]"), None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClientError(f"--url {address}: the port must be a number in 1..65535")
+    return host.strip("[]"), int(port)
+
+
+def _http(address: str, method: str, path: str, *, timeout: float, max_bytes: int, body: bytes | None = None,
+          headers: dict | None = None):
+    """(status, headers, body) of one HTTP request, all of it (connect, send, answer) within ``timeout``
+    seconds: the socket is shut down at the deadline, so a server trickling bytes cannot hold it
+    longer; a body over ``max_bytes`` (declared or sent) is refused without reading the rest."""
+    import http.client
+    import socket
+    import threading
+    import time
+
+    host, port = check_address(address)
+    deadline = time.monotonic() + timeout
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    late = threading.Event()
+
+    def expire():
+        late.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        declared = response.getheader("Content-Length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
+            raise ClientError(f"the server announces a {int(declared)}-byte answer, more than the {max_bytes} bytes "
+                              f"a correct one takes: refused unread")
+        encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise ClientError(f"the server answered with Content-Encoding {encoding}, which was not asked for")
+        chunks, size = [], 0
+        while True:
+            if time.monotonic() >= deadline:
+                raise TimeoutError
+            chunk = response.read1(1 << 20) if hasattr(response, "read1") else response.read(1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise ClientError(f"the server's answer exceeds the {max_bytes} bytes a correct one takes: "
+                                  f"refused (reading stopped)")
+            chunks.append(chunk)
+        if late.is_set():
+            raise TimeoutError
+        return response.status, response, b"".join(chunks)
+    except (TimeoutError, socket.timeout):
+        raise ClientError(f"no complete answer from {address} within --timeout {timeout:g} s") from None
+    except (OSError, http.client.HTTPException) as exc:
+        if late.is_set():
+            raise ClientError(f"no complete answer from {address} within --timeout {timeout:g} s") from None
+        raise ClientError(f"{address}: {str(exc).strip() or type(exc).__name__}") from None
+    finally:
+        timer.cancel()
+        conn.close()
+
+
+def _server_error(status: int, body: bytes) -> ClientError:
+    import json
+
+    try:
+        message = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        message = None
+    return ClientError(f"server error {status}: {str(message or body[:200].decode('utf-8', 'replace')).strip()}")
+
+
+def http_model_config(address: str, model: str, *, timeout: float) -> dict:
+    """GET /v2/models/MODEL/config within ``timeout`` seconds, at most 1 MiB (a server not trusted)."""
+    import json
+    from urllib.parse import quote
+
+    status, _, body = _http(address, "GET", f"/v2/models/{quote(model)}/config", timeout=timeout,
+                            max_bytes=MAX_CONFIG_BYTES)
+    if status != 200:
+        raise _server_error(status, body)
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise ClientError(f"server model {model!r}: its config is not JSON") from None
+
+
+def http_infer(module, address: str, model: str, inputs, outputs, *, timeout: float, max_bytes: int):
+    """One inference over HTTP (tritonclient.http's request and response encoding) with one deadline
+    for the whole request and a bound on the answer's size (``response_limit``)."""
+    from urllib.parse import quote
+
+    body, json_size = module.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    status, response, data = _http(address, "POST", f"/v2/models/{quote(model)}/infer", timeout=timeout,
+                                   max_bytes=max_bytes, body=body, headers=headers)
+    if status != 200:
+        raise _server_error(status, data)
+    length = response.getheader("Inference-Header-Content-Length")
+    if length is not None and not (length.strip().isdigit() and int(length) <= len(data)):
+        raise ClientError(f"the server's answer declares a {length!r}-byte header in {len(data)} bytes")
+    try:
+        return module.InferenceServerClient.parse_response_body(data, header_length=int(length) if length else None)
+    except Exception as exc:  # noqa: BLE001 - a hostile body: one line
+        raise ClientError(f"the server's answer is not a Triton response ({str(exc).strip()[:200] or type(exc).__name__})") from None

@@ -706,3 +706,137 @@ def test_run_interrupted_reports_and_writes_json_for_the_images_done(art, tmp_pa
     assert [line for line in result.output.splitlines() if line.startswith("error:")] and "interrupted" in result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["interrupted"] is True and [Path(i["input"]).name for i in report["images"]] == ["a.png"]
+
+
+# ---------------------------------------------------------------------------------- restore-client vs a hostile server
+
+
+_NETWORK_CONFIG = {
+    "name": "inv", "max_batch_size": 0,
+    "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": [1, 3, -1, -1]}],
+    "output": [{"name": "output", "data_type": "TYPE_FP32", "dims": [1, 3, -1, -1]}],
+    "parameters": {"in_channels": {"string_value": "3"}, "pad_multiple": {"string_value": "1"},
+                   "scale": {"string_value": "1"}},
+}
+
+
+@pytest.fixture
+def hostile_server():
+    """``start(mode) -> "127.0.0.1:PORT"``: a Triton-like HTTP server whose infer answer is ``mode``:
+    ok (1 - x, Triton's binary format), trickle (one byte every 50 ms, forever), huge-declared (a
+    3 GB Content-Length), huge-stream (zeros without a length, forever)."""
+    import http.server
+    import threading
+    import time
+
+    servers = []
+
+    def start(mode):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps(_NETWORK_CONFIG).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                n = int(self.headers.get("Inference-Header-Content-Length", len(data)))
+                request = json.loads(data[:n])
+                shape = request["inputs"][0]["shape"]
+                try:
+                    if mode == "ok":
+                        x = np.frombuffer(data[n:], np.float32).reshape(shape)
+                        raw = (1 - x).astype(np.float32).tobytes()
+                        head = json.dumps({"model_name": "inv", "outputs": [{
+                            "name": "output", "datatype": "FP32", "shape": shape,
+                            "parameters": {"binary_data_size": len(raw)}}]}).encode()
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/octet-stream")
+                        self.send_header("Inference-Header-Content-Length", str(len(head)))
+                        self.send_header("Content-Length", str(len(head) + len(raw)))
+                        self.end_headers()
+                        self.wfile.write(head + raw)
+                        return
+                    self.send_response(200)
+                    if mode == "huge-declared":
+                        self.send_header("Content-Length", str(3 << 30))
+                    self.end_headers()
+                    while mode != "huge-declared":
+                        self.wfile.write(b"{" if mode == "trickle" else bytes(1 << 16))
+                        self.wfile.flush()
+                        if mode == "trickle":
+                            time.sleep(0.05)
+                except OSError:  # the client went away
+                    pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _client_run(tmp_path, random_image, address, *extra):
+    pytest.importorskip("tritonclient.http")
+    from restormer_deploy.restormer.imageio import read_image
+
+    src = tmp_path / "in"
+    src.mkdir(exist_ok=True)
+    image = random_image((20, 24, 3), seed=5)
+    write_image(src / "a.png", image)
+    result = _bounded(lambda: runner.invoke(_app("client"), [str(src), "-o", str(tmp_path / "out"), "--model", "inv",
+                                                             "--url", address, *extra]), 90)
+    assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit)), \
+        result.output
+    return result, image, read_image
+
+
+def test_client_over_http_round_trip(tmp_path, random_image, hostile_server):
+    result, image, read_image = _client_run(tmp_path, random_image, hostile_server("ok"))
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "a.png"), 255 - image)
+
+
+@pytest.mark.parametrize("mode, says", [("trickle", "within --timeout"), ("huge-declared", "announces"),
+                                        ("huge-stream", "exceeds")])
+def test_client_bounds_a_hostile_answer(mode, says, tmp_path, random_image, hostile_server):
+    result, _, _ = _client_run(tmp_path, random_image, hostile_server(mode), "--timeout", "1")
+    assert result.exit_code == 2, result.output
+    assert any(line.startswith("error:") and says in line for line in result.output.splitlines()), result.output
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+@pytest.mark.parametrize("args, names", [(["--timeout", "nan"], "--timeout"), (["--timeout", "0"], "--timeout"),
+                                         (["--timeout", "-1"], "--timeout"), (["--url", "http://localhost:8000"], "--url")])
+def test_client_usage_errors_name_the_option(args, names, tmp_path, random_image):
+    pytest.importorskip("tritonclient.http")
+    write_image(tmp_path / "a.png", random_image((8, 8, 3)))
+    result = runner.invoke(_app("client"), [str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "m", *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and names in lines[0], result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_client_ensemble_answer_beyond_any_scale_is_refused():
+    """A 2560x2560 answer for a 64x64 image (x40) from the 8-bit ensemble, whose scale the config does not give."""
+    from restormer_deploy.engines.triton.client import ClientError, ServedModel, decode
+
+    model = ServedModel("m_image", "image", "IMAGE", "RESTORED")
+    big = SimpleNamespace(as_numpy=lambda name: np.zeros((1, 2560, 2560, 3), np.uint8))
+    with pytest.raises(ClientError, match="x8"):
+        decode(model, big, (np.array([[64, 64, 3]], np.int32), np.uint8))
+    fine = SimpleNamespace(as_numpy=lambda name: np.zeros((1, 256, 256, 3), np.uint8))  # x4 super-resolution
+    assert decode(model, fine, (np.array([[64, 64, 3]], np.int32), np.uint8)).shape == (256, 256, 3)
