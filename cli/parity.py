@@ -150,6 +150,8 @@ def _print(report: ParityReport) -> None:
         verdict = {True: "PASSED", False: "FAILED", None: "not checked"}[fp16.passed]
         figures = f"worst {fp16.worst:.2f} dB, mean {fp16.mean:.2f} (floor {fp16.floor:g}); " if fp16.passed is not None else ""
         say(f"FP16-arithmetic check: {figures}{verdict} ({fp16.note})")
+    if report.held_out is not None:
+        say(f"INT8 images held out from calibration: {report.held_out}")
     if report.localize is not None and report.localize.text:
         say(f"localize: {report.localize.text}")
     out.print("[bold green]PASSED[/]" if report.passed else "[bold red]FAILED[/]")

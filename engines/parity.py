@@ -273,6 +273,7 @@ class ParityReport:
     worst: dict = field(default_factory=dict)
     mean: dict = field(default_factory=dict)
     fp16_arithmetic: Fp16Arithmetic | None = None
+    held_out: str | None = None         # INT8: whether the images were outside the calibration set
     localize: DivergenceReport | None = None
 
     @property
@@ -283,6 +284,8 @@ class ParityReport:
         """The JSON of restore-parity --json (finite numbers only)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["images"] = [r.to_json() for r in self.images]
+        if data["held_out"] is None:
+            del data["held_out"]
         for key in ("localize", "fp16_arithmetic"):
             if data[key] is None:
                 del data[key]
@@ -563,7 +566,7 @@ def run_parity(inputs: ParityInputs, *, min_psnr: float | None = None, max_drop:
         task_psnr_drop=(task_ref - task_art) if has_task else None, unreadable=inputs.unreadable,
         artifact_file=inputs.artifact_file, resolved=inputs.resolved, provider=provider, arithmetic=computed,
         tiling=describe_tiling(choices), max_ssim_drop=max_ssim_drop, run_passed=run_passed, worst=worst,
-        mean=mean, fp16_arithmetic=fp16)
+        mean=mean, fp16_arithmetic=fp16, held_out=held_out(art, rows))
     if localize:
         try:
             if not inputs.artifact_file:
@@ -573,6 +576,30 @@ def run_parity(inputs: ParityInputs, *, min_psnr: float | None = None, max_drop:
         except Exception as exc:  # diagnostics never change the verdict
             report.localize = DivergenceReport(error=one_line(exc))
     return report
+
+
+CALIBRATION_IMAGES_KEY = "int8_calibration_images"  # JSON list of the calibration images' file names
+
+
+def held_out(runner: Runner, rows: list[ImageParity]) -> str | None:
+    """INT8 files: whether the images judged are held out from the calibration set (the file's
+    ``int8_calibration_images`` record), in words; None for other precisions."""
+    if runner.precision != "int8":
+        return None
+    import json
+
+    text = getattr(runner, "metadata", {}).get(CALIBRATION_IMAGES_KEY)
+    try:
+        names = set(json.loads(text)) if text else None
+    except (TypeError, ValueError):
+        names = None
+    if names is None:
+        return ("not known: the file does not list its calibration images; judge INT8 on images that were not "
+                "calibrated on")
+    overlap = sorted(r.name for r in rows if r.name in names)
+    if not overlap:
+        return f"yes: none of the {len(rows)} image(s) is one of the file's {len(names)} calibration images"
+    return f"no: {len(overlap)} of the {len(rows)} image(s) were calibrated on ({', '.join(overlap[:3])}...): use others"
 
 
 def describe_tiling(choices: set) -> str:
