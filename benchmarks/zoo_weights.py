@@ -106,7 +106,7 @@ def evaluate_checkpoint(name: str, tmp: Path, *, int8: bool = True) -> dict:
     if int8:
         q = tmp / f"{name}_int8.onnx"
         cmd = [sys.executable, "-m", "restormer_deploy.cli.quantize", str(tmp / f"{name}_fp32.onnx"), "--calib-dir",
-               str(shared_dir() / calib), "--out", str(q), "--degrade", spec_text, "--threads", "1", "--calib-count", "8"]
+               str(shared_dir() / calib), "--out", str(q), "--degrade", spec_text, "--threads", "1", "--calib-count", "8", "--calib-size", "128", "--verify-size", "128"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode == 0 and q.is_file():
             session = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"])

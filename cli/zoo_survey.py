@@ -270,8 +270,15 @@ def main(out: Path = typer.Option(None, "--out", help="Write the Markdown table 
          json_out: Path = typer.Option(None, "--json", help="Write the rows as JSON.")) -> None:
     """Survey spandrel's architectures (see the module docstring)."""
     archs = [a for a in only.split(",") if a] or None
-    rows = survey(archs, on_row=lambda r: print(f"{r.architecture}: fp32 {r.fp32[:90]} fp16 {r.fp16[:60]} "
-                                                 f"{r.fp16_arith_db} {r.trt} {r.seconds}s", flush=True))
+    done: list[Row] = []
+
+    def on_row(r: Row) -> None:
+        done.append(r)
+        print(f"{r.architecture}: fp32 {r.fp32[:90]} fp16 {r.fp16[:60]} {r.fp16_arith_db} {r.trt} {r.seconds}s", flush=True)
+        if json_out:  # as it goes: a long survey keeps what it measured
+            json_out.write_text(json.dumps([asdict(x) for x in done], indent=1))
+
+    rows = survey(archs, on_row=on_row)
     if out:
         out.write_text(markdown(rows))
     if json_out:
