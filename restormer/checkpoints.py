@@ -23,6 +23,46 @@ class WeightsError(BadInput):
     """Weights that cannot be read, or that do not fit the model."""
 
 
+MAX_CONFIG_BYTES = 16 << 20  # a checkpoint's JSON config is a few KB
+
+
+def _check_zip_sizes(path: Path) -> None:
+    """A zip ``.pth`` (torch.save's format) whose members declare far more bytes than the file holds
+    (torch stores them uncompressed: a zip bomb) is refused from its directory, before any is unpacked."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # a legacy pickle: torch.load says what is wrong
+        with zipfile.ZipFile(path) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # torch.load reports the damage
+    size = path.stat().st_size
+    if unpacked > 2 * size + (64 << 20):
+        raise WeightsError(f"{path}: its zip members declare {unpacked} bytes unpacked from a {size}-byte file "
+                           f"(torch.save stores them uncompressed): refused before loading")
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """The 8-byte header length of a safetensors file must fit the file (checked before reading)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    declared = int.from_bytes(head, "little") if len(head) == 8 else None
+    if declared is None or declared > size - 8 or declared > (100 << 20):
+        raise WeightsError(f"{path}: not a readable safetensors file (its header declares "
+                           f"{declared if declared is not None else 'no'} bytes in a {size}-byte file)")
+
+
+def _loads_json(text, source: Path):
+    """json.loads, with nesting too deep for the parser one WeightsError naming ``source``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise WeightsError(f"{source}: invalid JSON config (nested too deeply)") from None
+
+
 def _unwrap(obj, source: Path) -> dict[str, torch.Tensor]:
     # Training frameworks wrap the state_dict: BasicSR uses 'params' (and 'params_ema'), others 'state_dict'.
     for key in ("params", "params_ema", "state_dict", "model"):
@@ -44,11 +84,13 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
+        _check_safetensors_header(path)
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
     if suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        _check_zip_sizes(path)
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
@@ -118,12 +160,15 @@ def read_checkpoint_config(path) -> dict:
     side = config_path(path)
     if side.is_file():
         try:
-            return _config_object(json.loads(side.read_bytes().decode("utf-8")), side)
+            if side.stat().st_size > MAX_CONFIG_BYTES:
+                raise WeightsError(f"{side}: a {side.stat().st_size}-byte JSON config, over {MAX_CONFIG_BYTES} bytes")
+            return _config_object(_loads_json(side.read_bytes().decode("utf-8"), side), side)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeightsError(f"{side}: invalid JSON config ({exc})") from None
         except OSError as exc:
             raise WeightsError(f"{side}: cannot read the JSON config ({exc.strerror or exc})") from None
     try:
+        _check_safetensors_header(path)
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
@@ -133,7 +178,7 @@ def read_checkpoint_config(path) -> dict:
     if "config" not in meta:
         raise WeightsError(f"{path}: no JSON config beside it ({side.name}) or in its metadata")
     try:
-        return _config_object(json.loads(meta["config"]), path)
+        return _config_object(_loads_json(meta["config"], path), path)
     except json.JSONDecodeError as exc:
         raise WeightsError(f"{path}: invalid JSON config in its metadata ({exc})") from None
 

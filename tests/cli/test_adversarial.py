@@ -336,6 +336,29 @@ def client_timeout_nan(root, art, make):
     return ["client", src, "-o", root / "out", "--model", "m", "--timeout", "nan"]
 
 
+def run_pth_zip_bomb(root, art, make):
+    """An 80 MB tensor saved by torch.save, its zip members then deflated: a file of about 100 KB."""
+    import zipfile
+
+    src = _images(make, root)
+    torch.save({"state_dict": {"w": torch.zeros(20_000_000)}}, root / "plain.pth")
+    with zipfile.ZipFile(root / "plain.pth") as plain, \
+            zipfile.ZipFile(root / "bomb.pth", "w", zipfile.ZIP_DEFLATED) as bomb:
+        for info in plain.infolist():
+            bomb.writestr(info.filename, plain.read(info))
+    (root / "plain.pth").unlink()
+    return ["run", "converse-dncnn", src, "-o", root / "out", "--weights", root / "bomb.pth"]
+
+
+def run_config_nested_deep(root, art, make):
+    import shutil
+
+    src = _images(make, root)
+    shutil.copy(art["ckpt"], root / "m.safetensors")
+    (root / "m.json").write_text("[" * 200_000 + "]" * 200_000)
+    return ["run", root / "m.safetensors", src, "-o", root / "out"]
+
+
 def _not_written(*names):
     def check(root: Path):
         for n in names:
@@ -400,6 +423,8 @@ CASES = [
     Case("demo-threads-overflow", "demo", demo_threads_overflow, 2, "--threads", writes=()),
     Case("quantize-garbage-onnx", "quantize", quantize_garbage_onnx, 2, "bad.onnx", writes=()),
     Case("client-timeout-nan", "client", client_timeout_nan, 2, "--timeout", writes=()),
+    Case("run-pth-zip-bomb", "run", run_pth_zip_bomb, 2, "bytes unpacked", writes=()),
+    Case("run-config-nested-deep", "run", run_config_nested_deep, 2, "m.json", writes=()),
     Case("export-triton-external-data-outside", "export", export_triton_external_data_outside, 2, "m.onnx", writes=()),
 ]
 
