@@ -34,6 +34,7 @@ _LUMA_601 = np.array([0.299, 0.587, 0.114])
 MAX_PIXELS = 200_000_000  # default read limit; a 200 MP 8-bit RGB image is 600 MB decoded
 _max_pixels: int | None = None  # set_max_pixels
 _PILLOW_OPEN = threading.Lock()
+ICC_LIMIT = 16 << 20  # the largest embedded ICC profile read (profiles with big LUTs reach a few MB)
 _PILLOW_SAVE = {"JPEG": {"quality": 95, "subsampling": 0}}
 _TIFF_ICC = 34675  # InterColorProfile
 _P = tifffile.PHOTOMETRIC
@@ -156,12 +157,17 @@ def _read_errors(path: Path):
 def _open_pillow(path: Path):
     # Our pixel limit replaces Pillow's, which would refuse 179-200 MP and ignore a raised limit:
     # Image.open reads only the header, and callers check the size before decoding.
+    # Pillow's 1 MB limit on decompressed PNG chunks would refuse a large ICC profile (iCCP comes
+    # before the pixels, so Image.open reads it): ICC_LIMIT while opening.
+    from PIL import PngImagePlugin
+
     with _PILLOW_OPEN:
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        saved_chunk, PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_CHUNK, max(PngImagePlugin.MAX_TEXT_CHUNK, ICC_LIMIT)
         try:
             im = Image.open(path)
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK = saved, saved_chunk
     with im:
         yield im
 
@@ -175,7 +181,9 @@ def _decode_pillow(path: Path, limit: int) -> np.ndarray:
         im.load()  # decode everything here, so truncated files fail inside the caller's try
         im = ImageOps.exif_transpose(im)
         mode = im.mode
-        if mode == "1":
+        if mode in ("1", "L", "RGB") and im.info.get("transparency") is not None:  # tRNS: a colour made transparent
+            im = im.convert("RGBA" if mode == "RGB" else "LA")
+        elif mode == "1":
             im = im.convert("L")
         elif mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")

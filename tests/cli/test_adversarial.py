@@ -896,3 +896,38 @@ def test_client_ensemble_answer_beyond_any_scale_is_refused():
         decode(model, big, (np.array([[64, 64, 3]], np.int32), np.uint8))
     fine = SimpleNamespace(as_numpy=lambda name: np.zeros((1, 256, 256, 3), np.uint8))  # x4 super-resolution
     assert decode(model, fine, (np.array([[64, 64, 3]], np.int32), np.uint8)).shape == (256, 256, 3)
+
+
+# ---------------------------------------------------------------------------------- images (issue 27, item 13)
+
+
+def test_grey_png_transparency_survives_restore_run(art, tmp_path, random_image):
+    from PIL import Image
+
+    from restormer_deploy.restormer.imageio import read_image_alpha
+
+    src = tmp_path / "in"
+    src.mkdir()
+    grey = random_image((24, 24), seed=3)
+    grey[:4] = 7  # the transparent grey value (tRNS)
+    Image.fromarray(grey).save(src / "g.png", transparency=7)
+    want = np.where(grey == 7, 0, 255).astype(np.uint8)  # what the tRNS chunk says, from the pixels themselves
+    result = runner.invoke(_app("run"), [str(art["ckpt"]), str(src), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    _, alpha = read_image_alpha(tmp_path / "out" / "g.png")
+    assert alpha is not None, "the transparency was dropped"
+    np.testing.assert_array_equal(alpha.reshape(24, 24), want)
+
+
+def test_png_with_a_2_mb_icc_profile_is_read(tmp_path, random_image):
+    import os
+
+    from PIL import Image
+
+    from restormer_deploy.restormer.imageio import read_icc_profile, read_image
+
+    icc = os.urandom(2 << 20)  # incompressible: over Pillow's 1 MB chunk limit once decompressed
+    image = random_image((16, 16, 3))
+    Image.fromarray(image).save(tmp_path / "icc.png", icc_profile=icc)
+    assert read_icc_profile(tmp_path / "icc.png") == icc
+    np.testing.assert_array_equal(read_image(tmp_path / "icc.png"), image)
