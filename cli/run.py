@@ -138,7 +138,7 @@ def main(
                         kernel=kernel, seed=seed, gt_dir=gt, overwrite=overwrite, max_pixels=max_pixels,
                         on_notice=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
     restorer.plan(all_paths)  # the whole list, in every shard alike: a name taken in another shard is refused here too
-    items, interrupted = [], False
+    items, interrupted, vanished = [], False, False
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
         with Progress(*columns, console=out, transient=True) as progress:
@@ -155,6 +155,9 @@ def main(
                 if tile_lines is not None:
                     tile_lines.update(done)
             for path in paths:
+                if not outdir.is_dir():  # removed mid-run: the rest would each run through the model, then fail
+                    vanished = True
+                    break
                 progress.update(task, description=shown(path.name))
                 tile_lines = None
                 item = restorer.restore(path, on_tile=on_tile)
@@ -200,6 +203,9 @@ def main(
         if verified is not None:
             summary["verify"] = verified
         write_json(json_out, summary)
+    if vanished:
+        raise fail(f"the output folder {outdir} disappeared after {len(items)} of {len(paths)} image(s); "
+                   f"the others were not processed", EXIT_BAD_INPUT)
     if interrupted:
         raise fail(f"interrupted after {len(items)} of {len(paths)} image(s)"
                    + (f"; {json_out} lists them" if json_out else ""), 130)

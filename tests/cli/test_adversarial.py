@@ -931,3 +931,28 @@ def test_png_with_a_2_mb_icc_profile_is_read(tmp_path, random_image):
     Image.fromarray(image).save(tmp_path / "icc.png", icc_profile=icc)
     assert read_icc_profile(tmp_path / "icc.png") == icc
     np.testing.assert_array_equal(read_image(tmp_path / "icc.png"), image)
+
+
+def test_run_stops_when_the_output_folder_disappears(art, tmp_path, monkeypatch, random_image):
+    import shutil
+
+    from restormer_deploy.engines.restorer import Restorer
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, n in enumerate(("a.png", "b.png", "c.png")):
+        write_image(src / n, random_image((24, 24), seed=i))
+    real, calls = Restorer.restore, []
+
+    def restore(self, path, **kwargs):
+        calls.append(path)
+        item = real(self, path, **kwargs)
+        shutil.rmtree(tmp_path / "out")  # someone removes the folder after the first image
+        return item
+
+    monkeypatch.setattr(Restorer, "restore", restore)
+    result = runner.invoke(_app("run"), [str(art["ckpt"]), str(src), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "disappeared" in lines[0], result.output
+    assert len(calls) == 1, "the model kept running for an output folder that is gone"
