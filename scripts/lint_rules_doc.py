@@ -63,7 +63,10 @@ def render() -> str:
         "fmod=0 on floats; Range types; Conv SAME padding with pads; Resize linear/cubic axes and axes with runtime "
         "scales; Squeeze runtime axes (10.3) and no axes on dynamic shapes (to 11.0); Unsqueeze runtime axes (10.3); "
         "Pad constant_value not a scalar; Split num_outputs and a negative last chunk; Q/DQ scale and zero point; "
-        "If branches; outputs against what the importer returns (mi-10.1 on 10.3, mi-11.0 from 11.0); graph "
+        "If branches; Where with UINT8 X or Y; ConstantOfShape with a UINT8 value; ScatterND's reduction attribute "
+        "(10.3); MaxPool's Indices output, dilations and spatial rank; ConvTranspose's input rank and kernel_shape "
+        "against the weights; Einsum's equation characters (10.3); BatchNormalization's training_mode and parameter "
+        "ranks; outputs against what the importer returns (mi-10.1 on 10.3, mi-11.0 from 11.0); graph "
         "inputs and initializers of an unimportable type or rank above 8; UINT8 inside the network; the "
         "Converse2D plugin's fields against its creator.",
         "",
@@ -85,7 +88,8 @@ def render() -> str:
         out.append(f"| {label} | {text} |")
     out += ["", "## Still knowable only with TensorRT", "",
             "Whatever the lint reports as not verified; the 10.3-10.12 and 11.1+ parsers (pins not readable "
-            "here); DFT from 11.2 (release notes not read here); builder-time checks the parser defers (Squeeze "
+            "here); the 10.13 and 11.0 pins' importerUtils.cpp and onnxOpCheckers.cpp (the helpers and static "
+            "checks of those lines are inferred from 10.1-GA); DFT from 11.2 (release notes not read here); builder-time checks the parser defers (Squeeze "
             "axes resolving to constants, the Resize and ConvTranspose limits on runtime shapes, DLA support); the "
             "Converse2D plugin's workspace at run time."]
     return "\n".join(out) + "\n"

@@ -61,6 +61,11 @@ SOURCES = {
                 f"parsers/onnx gitlink of {_TRT} v11.0), {_IDX}",
     "nvinfer-10.7": f"{_TRT} include/NvInfer.h at release/10.7 (97ff24489d0ea979c418c7a0847dfc14c8483846) "
                     "L7703-7717 addSqueeze: 'Axes must be resolvable to a constant Int32 or Int64 1D shape tensor'",
+    "nvinfer-10.3": f"{_TRT} include/NvInfer.h at release/10.3 (5b990f0a739d8faf962dfe54f4829942633c639c) "
+                    "L5575-5610 IEinsumLayer: inputs kFLOAT or kHALF; L5606 'TensorRT does not support ellipsis, "
+                    "diagonal operations or more than two inputs for Einsum'",
+    "nvinfer-10.13": f"{_TRT} include/NvInfer.h at release/10.13 (b8db91e15be2cae4465ac17fab19e0f969e45407) "
+                     "L5781-5817 IEinsumLayer: the note on ellipsis and diagonals is gone ('Ellipsis ... can be used')",
     "dims-10.3": f"{_TRT} include/NvInferRuntimeBase.h at release/10.3 (5b990f0a739d8faf962dfe54f4829942633c639c) "
                  "L204-205: 'The maximum rank ... MAX_DIMS{8}'",
     "cl": f"{_TRT} CHANGELOG.md at release/11.1 (905361629f22836090d75ea77cba732a25107148)",
@@ -132,13 +137,18 @@ def _r(op, sources, **kw) -> Rule:
     return Rule(op, sources, **kw)
 
 
-_REDUCE = dict(inputs=(1, 2), attrs={"keepdims": ANY, "noop_with_empty_axes": (0, 1)}, types=NUMBERS,
+# reduceTensor reads an `axes` attribute first (utl-10.1 L1467-1470, the opset-17 form), else the axes input, which
+# must be weights (L1471-1476)
+_REDUCE = dict(inputs=(1, 2), attrs={"axes": ANY, "keepdims": ANY, "noop_with_empty_axes": (0, 1)}, types=NUMBERS,
                const_inputs={1: None})
 _ELEMENTWISE = dict(inputs=(2, 2), types=NUMBERS)
 _QDQ = dict(inputs=(2, 3), attrs={"axis": ANY}, const_inputs={1: None, 2: None})
 _EW = "utl-10.1 elementwiseHelper L566-606, elementwiseCheck L522-563 (BOOL refused)"
 _UN = "utl-10.1 unaryHelper L1693"
 _ACT = "utl-10.1 activationHelper L34-37 (INT32, BOOL, UINT8 refused)"
+_POOL = ("utl-10.1 poolingHelper L1382-1447 (kernel_shape read with attrs.at, L1397: required, 2 or 3 spatial axes, or 1 "
+         "on a rank-3 input, L1399-1401, ceil_mode L1412-1416) and getKernelParams L753-836 (pads, strides, auto_pad, "
+         "dilations not passed: chk-10.1 poolingCheckHelper L86-97 refuses any but 1)")
 
 RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Add", f"ops-10.1 Add; imp-10.1 Add L177; {_EW}", **_ELEMENTWISE),
@@ -160,9 +170,29 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Cos", f"ops-10.1 Cos; imp-10.1 Cos L1117; {_UN}"),
     _r("Sin", f"ops-10.1 Sin; imp-10.1 Sin L5263; {_UN}"),
     _r("Erf", f"ops-10.1 Erf; imp-10.1 Erf L1801; {_UN}"),
+    _r("Exp", f"ops-10.1 Exp; imp-10.1 Exp L1806-1809; imp-10.13 Exp (unaryHelper kEXP); {_UN} (floats only, "
+              f"L1730-1735)"),
     _r("Relu", f"ops-10.1 Relu; imp-10.1 Relu L4374; {_ACT}"),
     _r("Sigmoid", f"ops-10.1 Sigmoid; imp-10.1 Sigmoid L5258; {_ACT}"),
     _r("LeakyRelu", f"ops-10.1 LeakyRelu; imp-10.1 LeakyRelu L2805; {_ACT}", attrs={"alpha": ANY}),
+    _r("Tanh", f"ops-10.1 Tanh; imp-10.1 Tanh L5690-5693; {_ACT}"),
+    _r("Softplus", f"ops-10.1 Softplus; imp-10.1 Softplus L5420-5423; imp-10.13 Softplus (activationHelper); {_ACT}"),
+    _r("Not", "ops-10.1 Not (BOOL); imp-10.1 Not L3743-3746; imp-10.13 Not (unaryHelper kNOT); utl-10.1 unaryHelper "
+              "L1703-1706 (kNOT: BOOL only)", types=("BOOL",)),
+    _r("Clip", "ops-10.1 Clip; imp-10.1 Clip L563-647: UINT8 refused (L565), a runtime min/max or an integer input takes "
+               "the elementwise path (L567-598, FP32/FP16/BF16/INT32/INT64, an omitted min or max skipped, "
+               "elementwiseClipHelper L512-561), constant bounds the activation path (L603-646, the min/max attributes "
+               "are read only below opset 11, L609 and L641-642: left out); imp-10.13 Clip (the same)", inputs=(1, 3),
+       types=NUMBERS),
+    _r("Where", "ops-10.1 Where; imp-10.1 Where L6028-6057 (X and Y not UINT8, L6030-6031, broadcast to one rank, "
+                "L6036, before the rank checks); imp-10.13 Where (the same)", inputs=(3, 3), types=("BOOL",)),
+    _r("ConstantOfShape", "ops-10.1 ConstantOfShape; chk-10.1 ConstantOfShape L211-223 (a UINT8 value refused); "
+                          "imp-10.1 ConstantOfShape L724-735 (the shape a tensor, runtime or constant, value defaults "
+                          "to a float 0); utl-10.1 constantOfShape L288-298; imp-10.13 ConstantOfShape (the same)",
+       attrs={"value": ANY}, types=("INT64",)),
+    _r("ScatterND", "ops-10.1 ScatterND '`reduction` is not supported'; imp-10.1 ScatterND L5148-5154 (a reduction "
+                    "attribute refused, L5151, any value); utl-10.1 addScatterLayer L2039-2090 (data not UINT8, L2042, "
+                    "indices cast to INT32, L2081-2083)", inputs=(3, 3), types=NUMBERS),
     _r("PRelu", "ops-10.1 PRelu; imp-10.1 PRelu L4069-4075 (two inputs, neither INT32 nor INT64)", inputs=(2, 2)),
     _r("Gelu", f"ops-10.1 Gelu; imp-10.1 Gelu L1990-2007 (approximate none|tanh); {_ACT}",
        attrs={"approximate": ("none", "tanh")}),
@@ -219,12 +249,52 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("ReduceSumSquare", "ops-10.1 ReduceSumSquare 'axes must be an initializer'; utl-10.1 reduceTensor L1456",
        **_REDUCE),
     _r("ReduceMax", "ops-10.1 ReduceMax 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
+    _r("ReduceL2", "ops-10.1 ReduceL2 'axes must be an initializer'; imp-10.1 ReduceL2 L4320-4334 (ReduceSumSquare, "
+                   "then unaryHelper kSQRT: floats only, utl-10.1 L1730-1735); utl-10.1 reduceTensor L1456; imp-10.13 "
+                   "ReduceL2 (the same)", **{**_REDUCE, "types": FLOATS}),
     # layers
     _r("Conv", "ops-10.1 Conv; imp-10.1 Conv L737-867 (constant weights: the kernel size from the weights, L747, "
                "runtime weights: utl-10.1 convMultiInput L1750); utl-10.1 getKernelParams L753-836 (auto_pad "
                "SAME_UPPER/SAME_LOWER L790-836, refused together with pads L819-822)",
        inputs=(2, 3), attrs={"auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"), "dilations": ANY,
                              "group": ANY, "kernel_shape": ANY, "pads": ANY, "strides": ANY}),
+    _r("ConvTranspose", "ops-10.1 ConvTranspose; imp-10.1 ConvTranspose L868-1115: input rank 3 to 5 (L891-894), "
+                        "kernel_shape equal to the weights' (L964-971), output_padding (L1005-1024), constant weights "
+                        "and bias taken here (runtime ones go to setInput, L1038-1045: left out), output_shape and "
+                        "auto_pad other than NOTSET left out; utl-10.1 getKernelParams L753-836; imp-10.13 "
+                        "ConvTranspose (the same checks)", inputs=(2, 3),
+       attrs={"auto_pad": ("NOTSET",), "dilations": ANY, "group": ANY, "kernel_shape": ANY, "output_padding": ANY,
+              "pads": ANY, "strides": ANY}, const_inputs={1: None, 2: None}),
+    _r("MaxPool", f"ops-10.1 MaxPool '`Indices` output tensor unsupported. `dilations` must be empty or all ones'; "
+                  f"chk-10.1 MaxPool L466-471 (one output); imp-10.1 MaxPool L3465-3468; {_POOL}; imp-10.13 MaxPool "
+                  f"(poolingHelper)",
+       attrs={"auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"), "ceil_mode": (0, 1), "dilations": ANY,
+              "kernel_shape": ANY, "pads": ANY, "storage_order": (0,), "strides": ANY}, required=("kernel_shape",)),
+    _r("AveragePool", f"ops-10.1 AveragePool '2D or 3D Pooling only. `dilations` must be empty or all ones'; chk-10.1 "
+                      f"AveragePool L165-168; imp-10.1 AveragePool L192-195; {_POOL}; utl-10.1 getKernelParams "
+                      f"L775-780 (count_include_pad); imp-10.13 AveragePool (poolingHelper)",
+       attrs={"auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"), "ceil_mode": (0, 1),
+              "count_include_pad": (0, 1), "dilations": ANY, "kernel_shape": ANY, "pads": ANY, "strides": ANY},
+       required=("kernel_shape",)),
+    _r("GlobalAveragePool", "ops-10.1 GlobalAveragePool; imp-10.1 GlobalAveragePool L2085-2089 (a reduce over every "
+                            "axis after N and C, utl-10.1 globalPoolingHelper L855-864); imp-10.13 GlobalAveragePool "
+                            "(the same)"),
+    _r("Einsum", "ops-10.1 Einsum; chk-10.1 Einsum L265-283 (letters a-z and '-', '>', '.', ',', ' ' only); imp-10.1 "
+                 "Einsum L1745-1787 (ellipsis and more than two inputs rewritten, L1762-1773); nvinfer-10.3 (FP32/FP16, "
+                 "no diagonal); imp-10.13 Einsum (UINT8, INT32, INT64 refused, the equation passed to addEinsum as "
+                 "given); nvinfer-10.13; cl 10.12 'full Einsum'", inputs=(1, 2), attrs={"equation": ANY},
+       required=("equation",), types=("FP32", "FP16")),
+    _r("BatchNormalization", "ops-10.1 BatchNormalization; chk-10.1 BatchNormalization L170-176 (training_mode=1 "
+                             "refused); imp-10.1 BatchNormalization L306-383 (scale, bias, mean, var 1-D, L308-315, "
+                             "all weights folded into a scale layer, L327-381, else the elementwise fallback, "
+                             "L322-325, batchnormFallback L197-260, which keeps the parameters' types); imp-10.13 "
+                             "BatchNormalization (the same checks, the fallback casts the parameters to the input's "
+                             "type in strongly typed networks)", inputs=(5, 5),
+       attrs={"epsilon": ANY, "momentum": ANY, "training_mode": (0,)}),
+    _r("TopK", "ops-10.1 TopK '`sorted` must be 1. `K` input must be less than 3840'; chk-10.1 TopK L733-741; imp-10.1 "
+               "TopK L5724-5788 (X not UINT8, L5726, two inputs from opset 10, L5762-5764, K a runtime scalar allowed, "
+               "L5765-5767, largest read, L5750-5757, two outputs, L5787)", inputs=(2, 2), outputs=2,
+       attrs={"axis": ANY, "largest": (0, 1), "sorted": (1,)}, types=NUMBERS),
     _r("MatMul", "ops-10.1 MatMul; imp-10.1 MatMul L3407-3459 (A not INT32/INT64)", inputs=(2, 2)),
     _r("Gemm", "ops-10.1 Gemm; imp-10.1 Gemm L2009-2084", inputs=(2, 3),
        attrs={"alpha": ANY, "beta": ANY, "transA": (0, 1), "transB": (0, 1)}),

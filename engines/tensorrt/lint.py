@@ -273,7 +273,8 @@ def lint_forms_tag(data_type: int) -> str:
 
 def _walk(graph, infos, issues, outer_consts, functions, line):
     consts = {**outer_consts, **_constants(graph)}
-    ctx = lint_forms.Ctx(consts=consts, tags=infos[0], shapes=infos[1], line=line)
+    ctx = lint_forms.Ctx(consts=consts, tags=infos[0], shapes=infos[1], line=line,
+                         producers={o: n for n in graph.node for o in n.output if o})
     for i, node in enumerate(graph.node):
         name = node.name or f"node {i}"
         if node.domain == DOMAIN and node.op_type in PLUGIN_OPS:

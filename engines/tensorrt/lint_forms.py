@@ -7,7 +7,7 @@ labels in the messages are those of ``allowlist.SOURCES``. Used by ``lint.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -15,17 +15,22 @@ from onnx import numpy_helper
 
 REFUSED, UNVERIFIED = "refused", "not verified"
 FLOAT_TAGS = ("FP32", "FP16", "BF16", "DOUBLE")
+_TAGS = {onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.BFLOAT16: "BF16",
+         onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT64: "INT64", onnx.TensorProto.BOOL: "BOOL",
+         onnx.TensorProto.UINT8: "UINT8", onnx.TensorProto.INT8: "INT8", onnx.TensorProto.DOUBLE: "DOUBLE"}
 
 
 @dataclass(frozen=True)
 class Ctx:
     """What a check may look at: constant tensors by name, element-type tags and shapes (a dim is
-    None when unknown; the shape is None when the rank is unknown) and the allow-list line."""
+    None when unknown; the shape is None when the rank is unknown), the allow-list line and the
+    producing node of each tensor."""
 
     consts: dict
     tags: dict
     shapes: dict
     line: str
+    producers: dict = field(default_factory=dict)  # tensor name -> the node that writes it (this graph)
 
     def value(self, name: str):
         tensor = self.consts.get(name) if name else None
@@ -97,6 +102,11 @@ def _resized_axes(node, ctx: Ctx):
         dims = ctx.shape(_input(node, 0))
         picked = [dims[a] for a in axes] if axes else dims
         changed = [i for i, (s, d) in enumerate(zip(sizes.reshape(-1), picked)) if s != d]
+    elif _input(node, 3) and not axes and rank:
+        kept = _kept_prefix(_input(node, 3), _input(node, 0), rank, ctx)
+        if not kept:
+            return None, rank
+        changed = list(range(kept, rank))  # the axes after the kept prefix may change
     else:
         return None, rank
     if axes:
@@ -104,6 +114,46 @@ def _resized_axes(node, ctx: Ctx):
             return None, rank
         changed = [axes[i] % rank for i in changed]
     return changed, rank
+
+
+def _kept_prefix(sizes: str, x: str, rank: int, ctx: Ctx) -> int:
+    """How many leading entries of a runtime ``sizes`` tensor are provably ``x``'s own dims: a Concat (axis 0)
+    whose first parts are Shape(x) with start/end, or a Slice of Shape(x) with constant starts/ends (axis 0,
+    step 1), each continuing where the last one ended. 0 when nothing is proven."""
+    concat = ctx.producers.get(sizes)
+    if concat is None or concat.op_type != "Concat" or _attrs(concat).get("axis") != 0:
+        return 0
+    pos = 0
+    for part in concat.input:
+        span = _shape_span(part, x, rank, ctx)
+        if span is None or span[0] != pos:
+            break
+        pos = span[1]
+    return pos
+
+
+def _shape_span(name: str, x: str, rank: int, ctx: Ctx):
+    """(start, end) when ``name`` is dims start..end of ``x`` (Shape with start/end, or a Slice of a full Shape)."""
+    def clamp(v):
+        return min(max(v + rank if v < 0 else v, 0), rank)
+
+    node = ctx.producers.get(name)
+    if node is not None and node.op_type == "Shape" and _input(node, 0) == x:
+        attrs = _attrs(node)
+        return clamp(attrs.get("start", 0)), clamp(attrs.get("end", rank))
+    if node is None or node.op_type != "Slice" or len(node.input) < 3:
+        return None
+    inner = ctx.producers.get(_input(node, 0))
+    if inner is None or inner.op_type != "Shape" or _input(inner, 0) != x or _attrs(inner).get("start", 0) != 0 \
+            or _attrs(inner).get("end", rank) not in (rank, None):
+        return None
+    starts, ends = ctx.value(_input(node, 1)), ctx.value(_input(node, 2))
+    axes = ctx.value(_input(node, 3)) if _input(node, 3) else np.zeros(1, np.int64)
+    steps = ctx.value(_input(node, 4)) if _input(node, 4) else np.ones(1, np.int64)
+    if any(v is None or v.size != 1 for v in (starts, ends, axes, steps)) or int(axes.reshape(-1)[0]) not in (0, -1) \
+            or int(steps.reshape(-1)[0]) != 1:
+        return None
+    return clamp(int(starts.reshape(-1)[0])), clamp(int(ends.reshape(-1)[0]))
 
 
 def resize(node, ctx: Ctx):
@@ -230,9 +280,133 @@ def if_(node, ctx: Ctx):
     return []
 
 
+def where(node, ctx: Ctx):
+    bad = [i for i in (1, 2) if ctx.tag(_input(node, i)) == "UINT8"]
+    if bad:
+        return [(REFUSED, f"UINT8 X or Y (input {bad[0]}) [imp-10.1 Where L6030-6031; imp-10.13 Where]")]
+    return []
+
+
+def constant_of_shape(node, ctx: Ctx):
+    value = next((a.t for a in node.attribute if a.name == "value"), None)
+    if value is None:
+        return []
+    tag = _TAGS.get(value.data_type, str(value.data_type))
+    if tag == "UINT8":
+        return [(REFUSED, "a UINT8 value [chk-10.1 ConstantOfShape L211-223]")]
+    if tag not in ("FP32", "FP16", "BF16", "INT32", "INT64", "BOOL"):
+        return [(UNVERIFIED, f"a value of type {tag} (ops-10.1 lists FP32, FP16, BF16, INT32, INT64, BOOL)")]
+    return []
+
+
+def scatter_nd(node, ctx: Ctx):
+    if any(a.name == "reduction" for a in node.attribute) and ctx.line == "10.3":
+        return [(REFUSED, "a reduction attribute, any value: 'Attribute reduction is not supported' [imp-10.1 "
+                          "ScatterND L5151]")]
+    return []
+
+
+def _kernel_and_pads(node, attrs, where: str):
+    pad = attrs.get("auto_pad", b"NOTSET")
+    pad = pad.decode() if isinstance(pad, bytes) else pad
+    if pad in ("SAME_UPPER", "SAME_LOWER") and "pads" in attrs:
+        return [(REFUSED, f"auto_pad={pad} together with pads [utl-10.1 getKernelParams L819-822{where}]")]
+    return []
+
+
+def max_pool(node, ctx: Ctx):
+    """MaxPool and AveragePool (utl-10.1 poolingHelper, chk-10.1 poolingCheckHelper)."""
+    attrs, found = _attrs(node), []
+    if node.op_type == "MaxPool" and len(node.output) > 1:
+        found.append((REFUSED, "the Indices output: 'TensorRT does not support the indices output in MaxPool' "
+                               "[chk-10.1 MaxPool L466-471]"))
+    if any(d != 1 for d in attrs.get("dilations", ())):
+        found.append((REFUSED, f"dilations {list(attrs['dilations'])}: only ones [chk-10.1 poolingCheckHelper L86-97]"))
+    spatial = len(attrs.get("kernel_shape", ()))
+    rank = len(ctx.shape(_input(node, 0)) or ()) or None
+    if "kernel_shape" in attrs and not (spatial in (2, 3) or (spatial == 1 and rank == 3)):
+        found.append((REFUSED, f"{spatial} spatial axes: 2 or 3, or 1 on a rank-3 input [utl-10.1 poolingHelper "
+                               f"L1399-1401]"))
+    elif rank is not None and "kernel_shape" in attrs and rank != spatial + 2:
+        found.append((UNVERIFIED, f"kernel_shape of {spatial} axes on a rank-{rank} input"))
+    return found + _kernel_and_pads(node, attrs, "")
+
+
+def conv_transpose(node, ctx: Ctx):
+    attrs, found = _attrs(node), []
+    shape = ctx.shape(_input(node, 0))
+    if shape is None:
+        found.append((UNVERIFIED, "input rank unknown: imp-10.1 ConvTranspose L891-894 takes ranks 3 to 5"))
+    elif not 3 <= len(shape) <= 5:
+        found.append((REFUSED, f"input rank {len(shape)}: 'Deconvolution input must be at least 3D and at most 5D' "
+                               f"[imp-10.1 ConvTranspose L891-894; imp-10.13 ConvTranspose]"))
+    weights = ctx.consts.get(_input(node, 1))
+    if weights is not None and "kernel_shape" in attrs:
+        dims = list(weights.dims)
+        spatial = dims[2:] + ([1] if len(dims) == 3 else [])  # a rank-3 kernel gains a unit axis (L876-882)
+        kernel = list(attrs["kernel_shape"]) + ([1] if len(dims) == 3 else [])
+        if len(kernel) != len(spatial):
+            found.append((UNVERIFIED, f"kernel_shape {list(attrs['kernel_shape'])} has not one entry per spatial axis "
+                                      f"of the weights {dims}"))
+        elif kernel != spatial:
+            found.append((REFUSED, f"kernel_shape {list(attrs['kernel_shape'])} against weights {dims}: 'Attribute "
+                                   f"kernel_shape misaligns' [imp-10.1 ConvTranspose L964-971; imp-10.13 ConvTranspose]"))
+    return found
+
+
+_EINSUM_CHARS = set("abcdefghijklmnopqrstuvwxyz->., ")
+
+
+def einsum(node, ctx: Ctx):
+    eq = _attrs(node).get("equation", b"")
+    eq = eq.decode() if isinstance(eq, bytes) else eq
+    bad = sorted(set(eq) - _EINSUM_CHARS)
+    if bad:
+        if ctx.line == "10.3":
+            return [(REFUSED, f"characters {bad} in the equation [chk-10.1 Einsum L265-283]")]
+        return [(UNVERIFIED, f"characters {bad} in the equation: refused by chk-10.1 Einsum L265-283, the checker of "
+                             f"{ctx.line} not read here")]
+    if ctx.line in ("10.3", "10.7"):
+        terms = eq.replace(" ", "").split("->")[0].split(",")
+        if "..." in eq or any(len(set(t)) != len(t) for t in terms):
+            return [(UNVERIFIED, f"an ellipsis or a diagonal (a label repeated in one operand) in {eq!r}: "
+                                 f"nvinfer-10.3 L5606 'does not support ellipsis, diagonal operations'; cl 10.12 "
+                                 f"'full Einsum'")]
+    return []
+
+
+def batch_norm(node, ctx: Ctx):
+    found = []
+    if _attrs(node).get("training_mode", 0):
+        found.append((REFUSED, "training_mode=1 [chk-10.1 BatchNormalization L170-176]"))
+    for i in range(1, 5):
+        shape = ctx.shape(_input(node, i))
+        if shape is not None and len(shape) != 1:
+            found.append((REFUSED, f"input {i} of rank {len(shape)}: must be (C, ) [imp-10.1 BatchNormalization "
+                                   f"L308-315; imp-10.13 BatchNormalization]"))
+    runtime = any(_input(node, i) not in ctx.consts for i in range(1, 5))
+    x = ctx.tag(_input(node, 0))
+    mixed = {ctx.tag(_input(node, i)) for i in range(1, 5)} - {x}
+    if runtime and x and mixed and ctx.line in ("10.3", "10.7"):
+        found.append((UNVERIFIED, f"runtime parameters of another type than the {x} input: the 10.1-GA fallback "
+                                  f"(imp-10.1 batchnormFallback L197-260) does not cast them, the 10.13 pin does"))
+    return found
+
+
+def top_k(node, ctx: Ctx):
+    k = ctx.value(_input(node, 1))
+    if k is None:
+        return [(UNVERIFIED, "a runtime K: ops-10.1 limits K to less than 3840, which only a constant K shows")]
+    if k.size != 1 or int(k.reshape(-1)[0]) >= 3840:
+        return [(UNVERIFIED, f"K={k.reshape(-1).tolist()}: ops-10.1 'K input must be less than 3840'")]
+    return []
+
+
 SPECIAL = {"Mod": mod, "Range": range_, "Conv": conv, "Resize": resize, "Slice": slice_, "Squeeze": squeeze,
            "Unsqueeze": unsqueeze, "Pad": pad, "Split": split, "QuantizeLinear": qdq, "DequantizeLinear": qdq,
-           "If": if_}
+           "If": if_, "Where": where, "ConstantOfShape": constant_of_shape, "ScatterND": scatter_nd,
+           "MaxPool": max_pool, "AveragePool": max_pool, "ConvTranspose": conv_transpose, "Einsum": einsum,
+           "BatchNormalization": batch_norm, "TopK": top_k}
 
 # The Converse2D plugin creator (engines/plugins/converse2d/converse2d_plugin.cpp createPlugin): the fields it
 # reads, their ONNX attribute type and the values it accepts; any other field is ignored by it.

@@ -78,6 +78,25 @@ EXAMPLES = {
     "QuantizeLinear": ([X4, const(0.05), const(0, I8)], {}, 1),
     "DequantizeLinear": ([tensor(I8, [4, 4, 3, 3]), const(np.full(4, 0.05)), const(np.zeros(4), I8)], {"axis": 0}, 1),
     "DFT": ([tensor(F, [1, 4, 8, 8, 1]), "", const(-2, I64)], {"inverse": 0, "onesided": 0}, 1),
+    # the operators the spandrel architectures add (issue 32; tests/engines/tensorrt/test_lint_zoo_ops.py)
+    "Tanh": ([X4], {}, 1), "Softplus": ([X4], {}, 1), "Not": ([tensor(B, [1, 4, 8, 8])], {}, 1),
+    "Clip": ([X4, const(0.0), const(6.0)], {}, 1), "GlobalAveragePool": ([X4], {}, 1),
+    "Where": ([tensor(B, [1, 4, 8, 8]), X4, const(0.0)], {}, 1),
+    "ConstantOfShape": ([tensor(I64, [4])], {"value": numpy_helper.from_array(np.array([1.0], np.float32))}, 1),
+    "ScatterND": ([X4, const([[0, 0, 0, 0]], I64), const([1.0])], {}, 1),
+    "ReduceL2": ([X4, const([1], I64)], {"keepdims": 1}, 1),
+    "ConvTranspose": ([X4, const(np.ones((4, 2, 2, 2))), const(np.zeros(2))],
+                      {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+                       "group": 1, "output_padding": [0, 0], "auto_pad": "NOTSET"}, 1),
+    "MaxPool": ([X4], {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+                       "ceil_mode": 0, "storage_order": 0, "auto_pad": "NOTSET"}, 1),
+    "Einsum": ([X4, X4], {"equation": "bhid, bhjd -> bhij"}, 1),
+    "BatchNormalization": ([X4, const(np.ones(4)), const(np.zeros(4)), const(np.zeros(4)), const(np.ones(4))],
+                           {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0}, 1),
+    "TopK": ([tensor(F, [1, 8]), const([2], I64)], {"axis": -1, "largest": 1, "sorted": 1}, 2),
+    "Exp": ([X4], {}, 1),
+    "AveragePool": ([X4], {"kernel_shape": [4, 4], "strides": [4, 4], "pads": [0, 0, 0, 0], "ceil_mode": 0,
+                           "count_include_pad": 1}, 1),
 }
 
 # attribute values the rules refuse (hand-written, from the sources the rules cite)
@@ -90,10 +109,16 @@ BAD_VALUES = {
     ("ReduceMean", "noop_with_empty_axes"): 2, ("ReduceSum", "noop_with_empty_axes"): 2,
     ("ReduceProd", "noop_with_empty_axes"): 2, ("ReduceSumSquare", "noop_with_empty_axes"): 2,
     ("ReduceMax", "noop_with_empty_axes"): 2, ("Gemm", "transB"): 2, ("DFT", "onesided"): 1, ("DFT", "inverse"): 2,
+    ("ReduceL2", "noop_with_empty_axes"): 2, ("ConvTranspose", "auto_pad"): "SAME_UPPER",
+    ("MaxPool", "auto_pad"): "EXPLICIT_ROUND_UP", ("MaxPool", "ceil_mode"): 2, ("MaxPool", "storage_order"): 1,
+    ("BatchNormalization", "training_mode"): 1, ("TopK", "largest"): 2, ("TopK", "sorted"): 0,
+    ("AveragePool", "auto_pad"): "EXPLICIT_ROUND_UP", ("AveragePool", "ceil_mode"): 2,
+    ("AveragePool", "count_include_pad"): 2,
 }
 # a type of input 0 each rule refuses
 BAD_TYPES = {"Mod": B, "Range": F, "Equal": U8, "Relu": I32, "Gelu": I32, "MatMul": I64, "QuantizeLinear": I64,
-             "DequantizeLinear": U8, "If": F}
+             "DequantizeLinear": U8, "If": F, "Not": F, "Where": F, "ConstantOfShape": F, "Einsum": I64,
+             "ScatterND": B, "TopK": B, "Clip": B, "Tanh": I32, "Exp": I64}
 
 
 def _branch(value: float):

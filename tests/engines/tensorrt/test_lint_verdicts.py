@@ -73,10 +73,16 @@ def test_linear_resize_beyond_the_three_innermost_axes():
     assert kinds(build("Resize", [x5, "", const([1, 1, 2, 2, 2])], {"mode": "linear"}, 1)) == every("parses")
 
 
-def test_conv_transpose_has_no_allow_list_rule():
+def test_conv_transpose_rank_limit():
+    """'Deconvolution input must be at least 3D and at most 5D' (imp-10.1 ConvTranspose L891-894, the same at the
+    10.13 pin): rank 4 parses, rank 6 is refused, an unknown rank is not verified."""
     w = const(np.ones((4, 4, 3, 3)))
-    model = build("ConvTranspose", [X4, w], {"kernel_shape": [3, 3]}, 1)
-    assert kinds(model) == every("not verified")
+    assert kinds(build("ConvTranspose", [X4, w], {"kernel_shape": [3, 3]}, 1)) == every("parses")
+    w6 = const(np.ones((4, 4, 3, 3, 3, 3)))
+    six = build("ConvTranspose", [tensor(F, [1, 4, 8, 8, 8, 8]), w6], {"kernel_shape": [3, 3, 3, 3]}, 1)
+    assert kinds(six) == every("refused")
+    unknown = build("ConvTranspose", [tensor(F, None), w], {"kernel_shape": [3, 3]}, 1, infer=False)
+    assert kinds(unknown) == every("not verified")
 
 
 def test_split_with_a_negative_last_chunk():
@@ -114,7 +120,7 @@ def test_plugin_node_fields_are_checked_against_the_creator():
 
 
 def test_an_operator_with_no_rule_is_not_verified_never_refused():
-    model = build("Einsum", [X4, X4], {"equation": "nchw,nchw->nc"}, 1)
+    model = build("Hardmax", [X4], {"axis": -1}, 1)
     assert kinds(model) == every("not verified")
 
 
@@ -201,7 +207,7 @@ def test_check_trt_exit_status_per_verdict(tmp_path):
 
     cases = {"parses": (build("Relu", [X4], {}, 1), 0),
              "refused": (build("Mod", [X4, X4], {}, 1), 1),
-             "not verified": (build("Einsum", [X4, X4], {"equation": "nchw,nchw->nc"}, 1), 4)}
+             "not verified": (build("Hardmax", [X4], {"axis": -1}, 1), 4)}
     for name, (model, status) in cases.items():
         path = tmp_path / f"{name.replace(' ', '_')}.onnx"
         onnx.save(model, str(path))
