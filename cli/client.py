@@ -53,7 +53,7 @@ def main(
 ) -> None:
     from restormer_deploy.engines.restorer import expand_inputs
     from restormer_deploy.engines.triton.client import (PROTOCOLS, ClientError, check_address, check_timeout, decode,
-                                                        encode, http_infer, http_model_config, import_client,
+                                                        encode, grpc_infer, http_infer, http_model_config, import_client,
                                                         response_limit, served_model)
     from restormer_deploy.restormer.imageio import read_image_alpha, write_image
 
@@ -109,7 +109,10 @@ def main(
             if bounded:
                 result = http_infer(module, address, model, request, outputs, timeout=timeout,
                                     max_bytes=response_limit(served, image.shape))
-            else:  # gRPC: client_timeout is a deadline for the whole call
+            elif getattr(module, "__name__", "") == "tritonclient.grpc":  # a channel bounded for this image
+                result = grpc_infer(module, address, model, request, outputs, timeout=timeout,
+                                    max_bytes=response_limit(served, image.shape))
+            else:  # a stand-in module (tests)
                 kwargs = {"client_timeout": timeout} if protocol == "grpc" else {}
                 result = client.infer(model, request, outputs=outputs, **kwargs)
             restored = decode(served, result, context)

@@ -359,3 +359,21 @@ def http_infer(module, address: str, model: str, inputs, outputs, *, timeout: fl
         return module.InferenceServerClient.parse_response_body(data, header_length=int(length) if length else None)
     except Exception as exc:  # noqa: BLE001 - a hostile body: one line
         raise ClientError(f"the server's answer is not a Triton response ({str(exc).strip()[:200] or type(exc).__name__})") from None
+
+
+def grpc_infer(module, address: str, model: str, inputs, outputs, *, timeout: float, max_bytes: int):
+    """One inference over gRPC on a channel that refuses an answer over ``max_bytes``
+    (``response_limit``; tritonclient's own limit is 2 GB), with gRPC's deadline of ``timeout`` s."""
+    limit = int(min(max_bytes, 2**31 - 1))
+    client = module.InferenceServerClient(url=address, channel_args=[("grpc.max_receive_message_length", limit)])
+    try:
+        return client.infer(model, inputs, outputs=outputs, client_timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - InferenceServerException: one line
+        status = str(getattr(exc, "status", lambda: "")() or "")
+        if "RESOURCE_EXHAUSTED" in status:
+            raise ClientError(f"the server's answer exceeds the {limit} bytes a correct one takes: refused") from None
+        if "DEADLINE_EXCEEDED" in status:
+            raise ClientError(f"no complete answer from {address} within --timeout {timeout:g} s") from None
+        raise
+    finally:
+        client.close()

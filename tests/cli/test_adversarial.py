@@ -956,3 +956,42 @@ def test_run_stops_when_the_output_folder_disappears(art, tmp_path, monkeypatch,
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "disappeared" in lines[0], result.output
     assert len(calls) == 1, "the model kept running for an output folder that is gone"
+
+
+@pytest.mark.parametrize("huge", [False, True], ids=["round-trip", "oversized-answer"])
+def test_client_over_grpc_bounds_the_answer(huge, tmp_path, random_image):
+    """A gRPC server answering 1 - x, or 16 MB for a 20x24 image: refused by the channel, not buffered."""
+    pytest.importorskip("tritonclient.grpc")
+    from concurrent import futures
+
+    import grpc
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+
+    class Service(service_pb2_grpc.GRPCInferenceServiceServicer):
+        def ModelConfig(self, request, context):
+            return service_pb2.ModelConfigResponse(config=json_format.ParseDict(_NETWORK_CONFIG, model_config_pb2.ModelConfig()))
+
+        def ModelInfer(self, request, context):
+            shape = list(request.inputs[0].shape)
+            x = np.frombuffer(request.raw_input_contents[0], np.float32)
+            raw = bytes(16 << 20) if huge else (1 - x).astype(np.float32).tobytes()
+            out = service_pb2.ModelInferResponse.InferOutputTensor(name="output", datatype="FP32", shape=shape)
+            return service_pb2.ModelInferResponse(model_name="inv", outputs=[out], raw_output_contents=[raw])
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
+                         options=[("grpc.max_send_message_length", 64 << 20)])
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Service(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        result, image, read_image = _client_run(tmp_path, random_image, f"127.0.0.1:{port}", "--protocol", "grpc",
+                                                "--timeout", "20")
+    finally:
+        server.stop(None)
+    if huge:
+        assert result.exit_code == 2, result.output
+        assert any(line.startswith("error:") and "exceeds" in line for line in result.output.splitlines()), result.output
+    else:
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(read_image(tmp_path / "out" / "a.png"), 255 - image)
