@@ -121,6 +121,11 @@ def main(
             runner = load_runner(model, backend, weights=weights, threads=threads)
         if kind != "torch":  # an .onnx file or an engine: its spec comes from its metadata
             check_tiling(tile, tile_overlap, runner.spec.pad_multiple, runner.spec.tile)
+        sr = getattr(degradation, "scale", 1)
+        if degradation is not None and sr != runner.spec.scale and (sr > 1 or runner.spec.scale > 1):
+            raise ValueError(f"--degrade {degrade}: " + (f"downsamples x{sr}, " if sr > 1 else "keeps the size, ")
+                             + f"but {runner.spec.name} upscales x{runner.spec.scale}"
+                             + (f" (use sr:{runner.spec.scale})" if runner.spec.scale > 1 else " (it is no super-resolution model)"))
         if runner.spec.in_channels not in (1, 3):
             raise ValueError(f"{runner.spec.name} takes {runner.spec.in_channels} channels: restore-run handles grey/RGB models")
         runner.activate()
