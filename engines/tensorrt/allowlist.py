@@ -190,6 +190,17 @@ RULES: dict[str, Rule] = {r.op: r for r in [
                           "imp-10.1 ConstantOfShape L724-735 (the shape a tensor, runtime or constant, value defaults "
                           "to a float 0); utl-10.1 constantOfShape L288-298; imp-10.13 ConstantOfShape (the same)",
        attrs={"value": ANY}, types=("INT64",)),
+    _r("ScatterElements", "ops-10.1 ScatterElements; imp-10.1 ScatterElements L5188-5202 (reduction other than none "
+                          "goes to a plugin, L5196-5199: left out); utl-10.1 addScatterLayer L2039-2090 (data not "
+                          "UINT8, L2042, data, indices and updates of one rank, L2055-2059, indices and updates dims at "
+                          "most data's where known, L2062-2077)", inputs=(3, 3),
+       attrs={"axis": ANY, "reduction": ("none",)}, types=NUMBERS),
+    _r("ArgMax", "ops-10.1 ArgMax; chk-10.1 argMinMaxCheckHelper L76-84; imp-10.1 ArgMax L182-185; utl-10.1 "
+                 "argMinMaxHelper L66-157 (X not UINT8, L69, TopK with k=1, keepdims and select_last_index read)",
+       attrs={"axis": ANY, "keepdims": (0, 1), "select_last_index": (0, 1)}, types=NUMBERS),
+    _r("ArgMin", "ops-10.1 ArgMin; chk-10.1 argMinMaxCheckHelper L76-84; imp-10.1 ArgMin L187-190; utl-10.1 "
+                 "argMinMaxHelper L66-157 (as ArgMax)",
+       attrs={"axis": ANY, "keepdims": (0, 1), "select_last_index": (0, 1)}, types=NUMBERS),
     _r("ScatterND", "ops-10.1 ScatterND '`reduction` is not supported'; imp-10.1 ScatterND L5148-5154 (a reduction "
                     "attribute refused, L5151, any value); utl-10.1 addScatterLayer L2039-2090 (data not UINT8, L2042, "
                     "indices cast to INT32, L2081-2083)", inputs=(3, 3), types=NUMBERS),
@@ -291,6 +302,11 @@ RULES: dict[str, Rule] = {r.op: r for r in [
                              "BatchNormalization (the same checks, the fallback casts the parameters to the input's "
                              "type in strongly typed networks)", inputs=(5, 5),
        attrs={"epsilon": ANY, "momentum": ANY, "training_mode": (0,)}),
+    _r("InstanceNormalization", "ops-10.1 InstanceNormalization; imp-10.1 InstanceNormalization L2675-2699: input FP32 "
+                                "or FP16 (L2681-2683), scale and bias of the input's type (L2685-2689), the native "
+                                "layer by default (kNATIVE_INSTANCENORM, L2691-2696: engines/tensorrt/builder.py sets "
+                                "no parser flag); utl-10.1 normalizationHelper L1300-1344 (rank 3 or more, L1312-1314)",
+       inputs=(3, 3), attrs={"epsilon": ANY}, types=("FP32", "FP16")),
     _r("TopK", "ops-10.1 TopK '`sorted` must be 1. `K` input must be less than 3840'; chk-10.1 TopK L733-741; imp-10.1 "
                "TopK L5724-5788 (X not UINT8, L5726, two inputs from opset 10, L5762-5764, K a runtime scalar allowed, "
                "L5765-5767, largest read, L5750-5757, two outputs, L5787)", inputs=(2, 2), outputs=2,

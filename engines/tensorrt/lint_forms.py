@@ -393,6 +393,36 @@ def batch_norm(node, ctx: Ctx):
     return found
 
 
+def instance_norm(node, ctx: Ctx):
+    found, x = [], ctx.tag(_input(node, 0))
+    if x and x not in ("FP32", "FP16"):
+        found.append((REFUSED, f"a {x} input: 'Inputs must be either FLOAT or FLOAT16' [imp-10.1 InstanceNormalization "
+                               f"L2681-2683]"))
+    others = {ctx.tag(_input(node, i)) for i in (1, 2)} - {None}
+    if x and others - {x}:
+        found.append((REFUSED, f"scale or bias of type {sorted(others - {x})} with a {x} input [imp-10.1 "
+                               f"InstanceNormalization L2685-2689]"))
+    shape = ctx.shape(_input(node, 0))
+    if shape is not None and len(shape) < 3:
+        found.append((REFUSED, f"rank {len(shape)}: 'Input to normalization should be at least 3D' [utl-10.1 "
+                               f"normalizationHelper L1312-1314]"))
+    return found
+
+
+def scatter_elements(node, ctx: Ctx):
+    shapes = [ctx.shape(_input(node, i)) for i in range(3)]
+    if all(s is not None for s in shapes):
+        data, indices, updates = shapes
+        if not len(data) == len(indices) == len(updates):
+            return [(REFUSED, f"ranks {[len(s) for s in shapes]}: data, indices and updates must have one rank "
+                              f"[utl-10.1 addScatterLayer L2055-2059]")]
+        for other, what in ((indices, "indices"), (updates, "updates")):
+            if any(o is not None and d is not None and o > d for o, d in zip(other, data)):
+                return [(REFUSED, f"{what} dims {list(other)} beyond data's {list(data)} [utl-10.1 addScatterLayer "
+                                  f"L2062-2077]")]
+    return []
+
+
 def top_k(node, ctx: Ctx):
     k = ctx.value(_input(node, 1))
     if k is None:
@@ -406,7 +436,8 @@ SPECIAL = {"Mod": mod, "Range": range_, "Conv": conv, "Resize": resize, "Slice":
            "Unsqueeze": unsqueeze, "Pad": pad, "Split": split, "QuantizeLinear": qdq, "DequantizeLinear": qdq,
            "If": if_, "Where": where, "ConstantOfShape": constant_of_shape, "ScatterND": scatter_nd,
            "MaxPool": max_pool, "AveragePool": max_pool, "ConvTranspose": conv_transpose, "Einsum": einsum,
-           "BatchNormalization": batch_norm, "TopK": top_k}
+           "BatchNormalization": batch_norm, "TopK": top_k, "InstanceNormalization": instance_norm,
+           "ScatterElements": scatter_elements}
 
 # The Converse2D plugin creator (engines/plugins/converse2d/converse2d_plugin.cpp createPlugin): the fields it
 # reads, their ONNX attribute type and the values it accepts; any other field is ignored by it.

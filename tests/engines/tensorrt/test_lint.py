@@ -95,6 +95,11 @@ EXAMPLES = {
                            {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0}, 1),
     "TopK": ([tensor(F, [1, 8]), const([2], I64)], {"axis": -1, "largest": 1, "sorted": 1}, 2),
     "Exp": ([X4], {}, 1),
+    "InstanceNormalization": ([tensor(F, [1, 4, 16]), const(np.ones(4)), const(np.zeros(4))], {"epsilon": 1e-6}, 1),
+    "ArgMax": ([tensor(F, [2, 64]), ], {"axis": 1, "keepdims": 0, "select_last_index": 0}, 1),
+    "ArgMin": ([tensor(F, [2, 64]), ], {"axis": 1, "keepdims": 0, "select_last_index": 0}, 1),
+    "ScatterElements": ([tensor(F, [2, 8]), const([[1], [3]], I64), tensor(F, [2, 1])], {"axis": 1,
+                                                                                         "reduction": "none"}, 1),
     "AveragePool": ([X4], {"kernel_shape": [4, 4], "strides": [4, 4], "pads": [0, 0, 0, 0], "ceil_mode": 0,
                            "count_include_pad": 1}, 1),
 }
@@ -113,12 +118,14 @@ BAD_VALUES = {
     ("MaxPool", "auto_pad"): "EXPLICIT_ROUND_UP", ("MaxPool", "ceil_mode"): 2, ("MaxPool", "storage_order"): 1,
     ("BatchNormalization", "training_mode"): 1, ("TopK", "largest"): 2, ("TopK", "sorted"): 0,
     ("AveragePool", "auto_pad"): "EXPLICIT_ROUND_UP", ("AveragePool", "ceil_mode"): 2,
-    ("AveragePool", "count_include_pad"): 2,
+    ("AveragePool", "count_include_pad"): 2, ("ArgMax", "keepdims"): 2, ("ArgMax", "select_last_index"): 2,
+    ("ArgMin", "keepdims"): 2, ("ArgMin", "select_last_index"): 2, ("ScatterElements", "reduction"): "add",
 }
 # a type of input 0 each rule refuses
 BAD_TYPES = {"Mod": B, "Range": F, "Equal": U8, "Relu": I32, "Gelu": I32, "MatMul": I64, "QuantizeLinear": I64,
              "DequantizeLinear": U8, "If": F, "Not": F, "Where": F, "ConstantOfShape": F, "Einsum": I64,
-             "ScatterND": B, "TopK": B, "Clip": B, "Tanh": I32, "Exp": I64}
+             "ScatterND": B, "TopK": B, "Clip": B, "Tanh": I32, "Exp": I64,
+             "InstanceNormalization": I64, "ArgMax": B}
 
 
 def _branch(value: float):

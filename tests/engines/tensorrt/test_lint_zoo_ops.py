@@ -172,3 +172,27 @@ def test_linear_resize_with_runtime_sizes_keeping_n_and_c():
     opaque = _resize_with_runtime_sizes(2)
     opaque.graph.node[3].input[3] = "tail"
     assert kinds(opaque) == every("not verified")
+
+
+def test_instance_normalization_forms():
+    scale, bias = const(np.ones(4)), const(np.zeros(4))
+    # RestoreFormer's form: rank 3, FP32, the native layer (imp-10.1 L2691-2696)
+    assert kinds(build("InstanceNormalization", [tensor(F, [1, 4, 16]), scale, bias], {}, 1)) == every("parses")
+    # FP16 input with FP32 scale (imp-10.1 L2685-2689); rank 2 (utl-10.1 normalizationHelper L1312-1314)
+    mixed = build("InstanceNormalization", [tensor(T.FLOAT16, [1, 4, 16]), scale, bias], {}, 1,
+                  out_types={"out0": T.FLOAT16}, infer=False)
+    assert kinds(mixed) == every("refused")
+    assert kinds(build("InstanceNormalization", [tensor(F, [4, 16]), scale, bias], {}, 1, infer=False)) == \
+        every("refused")
+
+
+def test_arg_min_and_scatter_elements():
+    assert kinds(build("ArgMin", [tensor(F, [2, 64])], {"axis": 1, "keepdims": 0}, 1)) == every("parses")
+    data, upd = tensor(F, [2, 8]), tensor(F, [2, 1])
+    assert kinds(build("ScatterElements", [data, const([[1], [3]], I64), upd], {"axis": 1}, 1)) == every("parses")
+    # one rank for data, indices, updates (utl-10.1 addScatterLayer L2055-2059)
+    bad = build("ScatterElements", [data, const([1, 3], I64), upd], {"axis": 1}, 1, infer=False)
+    assert kinds(bad) == every("refused")
+    # a reduction goes to a plugin (imp-10.1 ScatterElements L5196-5199): not in the allow-list
+    assert "parses" not in kinds(build("ScatterElements", [data, const([[1], [3]], I64), upd],
+                                       {"axis": 1, "reduction": "add"}, 1, opset=18)).values()
