@@ -95,6 +95,15 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (almost) no space left for this user."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 16)
+
+
 def atomic_write_set(writers: dict) -> None:
     """Several files as one unit: ``{path: write(tmp_path)}`` fills a temporary beside each path, and
     only when every one is complete are they renamed into place (in the order given). On any error
@@ -111,9 +120,11 @@ def atomic_write_set(writers: dict) -> None:
             try:
                 write(Path(tmp))
                 os.chmod(tmp, file_mode())
-            except Exception as exc:  # OSError, or a library's own error for a full disk (safetensors)
-                raise OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {path}: "
-                              f"{getattr(exc, 'strerror', None) or str(exc).strip() or type(exc).__name__}; none of "
+            except Exception as exc:  # OSError, or a library's own error for a full disk (safetensors, torch)
+                code = getattr(exc, "errno", None) or (errno.ENOSPC if _full(path.parent) else errno.EIO)
+                reason = getattr(exc, "strerror", None) or (os.strerror(code) if code == errno.ENOSPC else
+                                                             (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                raise OSError(code, f"cannot write {path}: {reason}; none of "
                               f"{', '.join(Path(p).name for p in writers)} was replaced") from None
         for path, tmp in temporaries.items():
             os.replace(tmp, path)

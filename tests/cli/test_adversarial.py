@@ -998,3 +998,43 @@ def test_client_over_grpc_bounds_the_answer(huge, tmp_path, random_image):
     else:
         assert result.exit_code == 0, result.output
         np.testing.assert_array_equal(read_image(tmp_path / "out" / "a.png"), 255 - image)
+
+
+def test_train_on_a_full_disk_keeps_the_last_checkpoint_set_whole(tmp_path, monkeypatch, smooth_images, tiny_config,
+                                                                  write_config):
+    """A real full disk (a tmpfs sized for one checkpoint set and a half): the second set fails whole."""
+    import os
+    import subprocess
+
+    from safetensors import safe_open
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI as root runs this)")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    images = smooth_images(tmp_path / "img", n=2, size=32)
+    sized = tiny_config(tmp_path / "probe", images, val={"every": 100}, train={"iterations": 4})
+    result = runner.invoke(_app("train"), ["--config", str(write_config(tmp_path / "probe.yaml", sized))])
+    assert result.exit_code == 0, result.output
+    one_set = sum(p.stat().st_size for p in (tmp_path / "probe" / "run").iterdir())
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={one_set * 3 // 2 + 8192}", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+    try:
+        cfg = tiny_config(disk, images, val={"every": 100})  # checkpoints at 4 and 8
+        result = runner.invoke(_app("train"), ["--config", str(write_config(tmp_path / "c.yaml", cfg))])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "No space left" in lines[0], result.output
+        run = disk / "run"
+        with safe_open(str(run / "last.safetensors"), "pt") as f:
+            in_weights = json.loads(f.metadata()["config"])["iteration"]
+        in_json = json.loads((run / "last.json").read_text())["iteration"]
+        in_state = torch.load(run / "last.state.pt", weights_only=True)["iteration"]
+        assert in_weights == in_json == in_state == 4, (in_weights, in_json, in_state)
+        assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
