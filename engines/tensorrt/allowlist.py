@@ -146,9 +146,9 @@ _QDQ = dict(inputs=(2, 3), attrs={"axis": ANY}, const_inputs={1: None, 2: None})
 _EW = "utl-10.1 elementwiseHelper L566-606, elementwiseCheck L522-563 (BOOL refused)"
 _UN = "utl-10.1 unaryHelper L1693"
 _ACT = "utl-10.1 activationHelper L34-37 (INT32, BOOL, UINT8 refused)"
-_POOL = ("utl-10.1 poolingHelper L1382-1447 (kernel_shape read with attrs.at, L1397: required, 2 or 3 spatial axes, or 1 "
-         "on a rank-3 input, L1399-1401, ceil_mode L1412-1416) and getKernelParams L753-836 (pads, strides, auto_pad, "
-         "dilations not passed: chk-10.1 poolingCheckHelper L86-97 refuses any but 1)")
+_POOL = ("utl-10.1 poolingHelper L1382-1447 (kernel_shape read with attrs.at, L1397: required, 2 or 3 spatial axes, or "
+         "1 on a rank-3 input, L1399-1401, ceil_mode L1412-1416) and getKernelParams L753-836 (pads, strides, "
+         "auto_pad, dilations not passed: chk-10.1 poolingCheckHelper L86-97 refuses any but 1)")
 
 RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Add", f"ops-10.1 Add; imp-10.1 Add L177; {_EW}", **_ELEMENTWISE),
@@ -179,21 +179,22 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Softplus", f"ops-10.1 Softplus; imp-10.1 Softplus L5420-5423; imp-10.13 Softplus (activationHelper); {_ACT}"),
     _r("Not", "ops-10.1 Not (BOOL); imp-10.1 Not L3743-3746; imp-10.13 Not (unaryHelper kNOT); utl-10.1 unaryHelper "
               "L1703-1706 (kNOT: BOOL only)", types=("BOOL",)),
-    _r("Clip", "ops-10.1 Clip; imp-10.1 Clip L563-647: UINT8 refused (L565), a runtime min/max or an integer input takes "
-               "the elementwise path (L567-598, FP32/FP16/BF16/INT32/INT64, an omitted min or max skipped, "
+    _r("Clip", "ops-10.1 Clip; imp-10.1 Clip L563-647: UINT8 refused (L565), a runtime min/max or an integer input "
+               "takes the elementwise path (L567-598, FP32/FP16/BF16/INT32/INT64, an omitted min or max skipped, "
                "elementwiseClipHelper L512-561), constant bounds the activation path (L603-646, the min/max attributes "
-               "are read only below opset 11, L609 and L641-642: left out); imp-10.13 Clip (the same)", inputs=(1, 3),
-       types=NUMBERS),
+               "are read only below opset 11, L609 and L641-642: left out); imp-10.13 Clip, imp-11.0 Clip (the "
+               "same)", inputs=(1, 3), types=NUMBERS),
     _r("Where", "ops-10.1 Where; imp-10.1 Where L6028-6057 (X and Y not UINT8, L6030-6031, broadcast to one rank, "
                 "L6036, before the rank checks); imp-10.13 Where (the same)", inputs=(3, 3), types=("BOOL",)),
     _r("ConstantOfShape", "ops-10.1 ConstantOfShape; chk-10.1 ConstantOfShape L211-223 (a UINT8 value refused); "
                           "imp-10.1 ConstantOfShape L724-735 (the shape a tensor, runtime or constant, value defaults "
-                          "to a float 0); utl-10.1 constantOfShape L288-298; imp-10.13 ConstantOfShape (the same)",
+                          "to a float 0); utl-10.1 constantOfShape L288-298; imp-10.13 ConstantOfShape, imp-11.0 "
+                          "ConstantOfShape (the same)",
        attrs={"value": ANY}, types=("INT64",)),
     _r("ScatterElements", "ops-10.1 ScatterElements; imp-10.1 ScatterElements L5188-5202 (reduction other than none "
                           "goes to a plugin, L5196-5199: left out); utl-10.1 addScatterLayer L2039-2090 (data not "
-                          "UINT8, L2042, data, indices and updates of one rank, L2055-2059, indices and updates dims at "
-                          "most data's where known, L2062-2077)", inputs=(3, 3),
+                          "UINT8, L2042, data, indices and updates of one rank, L2055-2059, indices and updates dims "
+                          "at most data's where known, L2062-2077)", inputs=(3, 3),
        attrs={"axis": ANY, "reduction": ("none",)}, types=NUMBERS),
     _r("ArgMax", "ops-10.1 ArgMax; chk-10.1 argMinMaxCheckHelper L76-84; imp-10.1 ArgMax L182-185; utl-10.1 "
                  "argMinMaxHelper L66-157 (X not UINT8, L69, TopK with k=1, keepdims and select_last_index read)",
@@ -273,7 +274,7 @@ RULES: dict[str, Rule] = {r.op: r for r in [
                         "kernel_shape equal to the weights' (L964-971), output_padding (L1005-1024), constant weights "
                         "and bias taken here (runtime ones go to setInput, L1038-1045: left out), output_shape and "
                         "auto_pad other than NOTSET left out; utl-10.1 getKernelParams L753-836; imp-10.13 "
-                        "ConvTranspose (the same checks)", inputs=(2, 3),
+                        "ConvTranspose, imp-11.0 ConvTranspose (the same checks)", inputs=(2, 3),
        attrs={"auto_pad": ("NOTSET",), "dilations": ANY, "group": ANY, "kernel_shape": ANY, "output_padding": ANY,
               "pads": ANY, "strides": ANY}, const_inputs={1: None, 2: None}),
     _r("MaxPool", f"ops-10.1 MaxPool '`Indices` output tensor unsupported. `dilations` must be empty or all ones'; "
@@ -291,9 +292,9 @@ RULES: dict[str, Rule] = {r.op: r for r in [
                             "axis after N and C, utl-10.1 globalPoolingHelper L855-864); imp-10.13 GlobalAveragePool "
                             "(the same)"),
     _r("Einsum", "ops-10.1 Einsum; chk-10.1 Einsum L265-283 (letters a-z and '-', '>', '.', ',', ' ' only); imp-10.1 "
-                 "Einsum L1745-1787 (ellipsis and more than two inputs rewritten, L1762-1773); nvinfer-10.3 (FP32/FP16, "
-                 "no diagonal); imp-10.13 Einsum (UINT8, INT32, INT64 refused, the equation passed to addEinsum as "
-                 "given); nvinfer-10.13; cl 10.12 'full Einsum'", inputs=(1, 2), attrs={"equation": ANY},
+                 "Einsum L1745-1787 (ellipsis and more than two inputs rewritten, L1762-1773); nvinfer-10.3 "
+                 "(FP32/FP16, no diagonal); imp-10.13 Einsum (UINT8, INT32, INT64 refused, the equation passed to "
+                 "addEinsum as given); nvinfer-10.13; cl 10.12 'full Einsum'", inputs=(1, 2), attrs={"equation": ANY},
        required=("equation",), types=("FP32", "FP16")),
     _r("BatchNormalization", "ops-10.1 BatchNormalization; chk-10.1 BatchNormalization L170-176 (training_mode=1 "
                              "refused); imp-10.1 BatchNormalization L306-383 (scale, bias, mean, var 1-D, L308-315, "

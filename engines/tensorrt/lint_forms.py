@@ -339,7 +339,7 @@ def conv_transpose(node, ctx: Ctx):
         found.append((UNVERIFIED, "input rank unknown: imp-10.1 ConvTranspose L891-894 takes ranks 3 to 5"))
     elif not 3 <= len(shape) <= 5:
         found.append((REFUSED, f"input rank {len(shape)}: 'Deconvolution input must be at least 3D and at most 5D' "
-                               f"[imp-10.1 ConvTranspose L891-894; imp-10.13 ConvTranspose]"))
+                               f"[imp-10.1 ConvTranspose L891-894; imp-10.13, imp-11.0 ConvTranspose]"))
     weights = ctx.consts.get(_input(node, 1))
     if weights is not None and "kernel_shape" in attrs:
         dims = list(weights.dims)
@@ -350,7 +350,8 @@ def conv_transpose(node, ctx: Ctx):
                                       f"of the weights {dims}"))
         elif kernel != spatial:
             found.append((REFUSED, f"kernel_shape {list(attrs['kernel_shape'])} against weights {dims}: 'Attribute "
-                                   f"kernel_shape misaligns' [imp-10.1 ConvTranspose L964-971; imp-10.13 ConvTranspose]"))
+                                   f"kernel_shape misaligns' [imp-10.1 ConvTranspose L964-971; imp-10.13, imp-11.0 "
+                                   f"ConvTranspose]"))
     return found
 
 
