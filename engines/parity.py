@@ -147,7 +147,7 @@ def _without_none(obj) -> dict:
 
 # --------------------------------------------------------------------------- reports
 
-MAX_SSIM_DROP = 0.01  # the most task SSIM (against the ground truth) a file may lose on any image
+MAX_SSIM_DROP = None  # no SSIM floor in the contract: the task SSIM drop is reported, judged with --max-ssim-drop
 FP16_ARITHMETIC = ("FP16 arithmetic emulated on the CPU: every FP16 tensor of the file rounded to binary16 where it "
                    "is produced (export/islands.emulate_fp16), FP32 islands in FP32, as a GPU computes it")
 
@@ -268,7 +268,7 @@ class ParityReport:
     provider: str | None = None         # ONNX Runtime's execution provider
     arithmetic: str = ""                # the precision that actually computed
     tiling: str = ""
-    max_ssim_drop: float = MAX_SSIM_DROP
+    max_ssim_drop: float | None = MAX_SSIM_DROP
     run_passed: bool = True             # the run's own verdict (every floor on every image)
     worst: dict = field(default_factory=dict)
     mean: dict = field(default_factory=dict)
@@ -492,10 +492,10 @@ def _tiled(runner: Runner, spec: ModelSpec, sample: ParitySample, tile: int | No
         raise BackendError(f"{runner.name}: {one_line(exc)}") from None
 
 
-def _judge(row: ImageParity, floor: float, max_drop: float, max_ssim_drop: float) -> bool:
+def _judge(row: ImageParity, floor: float, max_drop: float, max_ssim_drop: float | None) -> bool:
     return (row.finite and row.psnr_vs_reference >= floor
             and (row.task_psnr_drop is None or row.task_psnr_drop <= max_drop)
-            and (row.ssim_drop is None or row.ssim_drop <= max_ssim_drop))
+            and (row.ssim_drop is None or max_ssim_drop is None or row.ssim_drop <= max_ssim_drop))
 
 
 def _fp16_runner(inputs: ParityInputs) -> tuple[Runner | None, str]:
@@ -512,11 +512,12 @@ def _fp16_runner(inputs: ParityInputs) -> tuple[Runner | None, str]:
 
 
 def run_parity(inputs: ParityInputs, *, min_psnr: float | None = None, max_drop: float = MAX_TASK_DROP_DB,
-               max_ssim_drop: float = MAX_SSIM_DROP, fp16_arithmetic: bool = True, localize: bool = False,
+               max_ssim_drop: float | None = MAX_SSIM_DROP, fp16_arithmetic: bool = True, localize: bool = False,
                verbose: bool = False) -> ParityReport:
     """Run the artefact and PyTorch on the same tiles (restore-run's tiling of each image) and
     judge every image: PSNR vs PyTorch >= the floor (by the artefact's precision unless
-    ``min_psnr``), task-PSNR drop <= ``max_drop``, task-SSIM drop <= ``max_ssim_drop``. PyTorch
+    ``min_psnr``), task-PSNR drop <= ``max_drop``, task-SSIM drop <= ``max_ssim_drop`` (when given:
+    the contract has no SSIM floor, the drop is always reported). PyTorch
     also runs whole (the tiling's own cost, reported, not judged). An FP16 ONNX file is also run
     under emulated FP16 arithmetic against PyTorch (``fp16_arithmetic``), its verdict apart."""
     art, ref = inputs.artifact, inputs.reference

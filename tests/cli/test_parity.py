@@ -72,6 +72,9 @@ def test_threshold_overrides(art, images):
     assert r.exit_code == 1 and "FAILED" in r.output
     r = _parity(art["fp16"], "--reference", art["ckpt"], "--images", images, "--degrade", "noise:25", "--max-drop", "-1")
     assert r.exit_code == 1
+    r = _parity(art["fp16"], "--reference", art["ckpt"], "--images", images, "--degrade", "noise:25",
+                "--max-ssim-drop", "-1")  # judged only when given: every image's drop (~0) is above -1
+    assert r.exit_code == 1 and "max -1, every image" in r.output, r.output
 
 
 def test_bad_usage_exit_2(art, images, tmp_path):
