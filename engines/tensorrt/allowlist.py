@@ -185,7 +185,8 @@ RULES: dict[str, Rule] = {r.op: r for r in [
                "are read only below opset 11, L609 and L641-642: left out); imp-10.13 Clip, imp-11.0 Clip (the "
                "same)", inputs=(1, 3), types=NUMBERS),
     _r("Where", "ops-10.1 Where; imp-10.1 Where L6028-6057 (X and Y not UINT8, L6030-6031, broadcast to one rank, "
-                "L6036, before the rank checks); imp-10.13 Where (the same)", inputs=(3, 3), types=("BOOL",)),
+                "L6036, before the rank checks); imp-10.13 Where, imp-11.0 Where (the "
+                "same)", inputs=(3, 3), types=("BOOL",)),
     _r("ConstantOfShape", "ops-10.1 ConstantOfShape; chk-10.1 ConstantOfShape L211-223 (a UINT8 value refused); "
                           "imp-10.1 ConstantOfShape L724-735 (the shape a tensor, runtime or constant, value defaults "
                           "to a float 0); utl-10.1 constantOfShape L288-298; imp-10.13 ConstantOfShape, imp-11.0 "

@@ -283,7 +283,7 @@ def if_(node, ctx: Ctx):
 def where(node, ctx: Ctx):
     bad = [i for i in (1, 2) if ctx.tag(_input(node, i)) == "UINT8"]
     if bad:
-        return [(REFUSED, f"UINT8 X or Y (input {bad[0]}) [imp-10.1 Where L6030-6031; imp-10.13 Where]")]
+        return [(REFUSED, f"UINT8 X or Y (input {bad[0]}) [imp-10.1 Where L6030-6031; imp-10.13, imp-11.0 Where]")]
     return []
 
 
