@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.errors import MarkupError
+from rich.markup import RE_TAGS, escape
 
 from restormer_deploy.restormer.errors import RestoreError, one_line
 
@@ -18,8 +19,25 @@ EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUN_FAILED = 1, 2, 3
 # What a command reports as one error line (and an exit code) instead of a traceback.
 USER_ERRORS = (RestoreError, ValueError, OSError)
 
-console = Console(stderr=True)
-out = Console()
+class _Console(Console):
+    """A rich Console that never aborts a command over markup: a line whose user-supplied text reads as
+    broken markup (a path ``in[/]x.png``) is printed again with its tags removed and no markup.
+    Commands escape the values they print (``shown``); this is the net under the ones that do not."""
+
+    def print(self, *objects, **kwargs):
+        try:
+            super().print(*objects, **kwargs)
+        except MarkupError:
+            plain = [RE_TAGS.sub("", printable(o)) if isinstance(o, str) else o for o in objects]
+            saved, self._markup = self._markup, False
+            try:
+                super().print(*plain, **{**kwargs, "markup": False})
+            finally:
+                self._markup = saved
+
+
+console = _Console(stderr=True)
+out = _Console()
 
 
 def printable(value) -> str:

@@ -359,6 +359,13 @@ def run_config_nested_deep(root, art, make):
     return ["run", root / "m.safetensors", src, "-o", root / "out"]
 
 
+def parity_markup_in_a_path(root, art, make):
+    src = _images(make, root, ("b.png", "c.png"))
+    src = src.rename(root / "im[")
+    (src / "]bad.png").write_bytes(b"nope")  # the path im[/]bad.png: a closing tag with nothing open
+    return ["parity", art["fp32"], "--reference", art["ckpt"], "--images", src, "--degrade", "noise:10"]
+
+
 def _not_written(*names):
     def check(root: Path):
         for n in names:
@@ -419,6 +426,7 @@ CASES = [
     Case("run-degrade-sr-99999", "run", lambda root, art, make: ["run", art["ckpt"], _images(make, root), "-o",
                                                                   root / "out", "--degrade", "sr:99999"],
          2, "--degrade", writes=()),
+    Case("parity-markup-in-a-path", "parity", parity_markup_in_a_path, 2, "bad.png", writes=(), errors=None),
     Case("run-threads-overflow", "run", run_with_degrade("--threads", "99999999999"), 2, "--threads", writes=()),
     Case("run-max-pixels-env-abc", "run", run_with_degrade(), 2, "RESTORE_MAX_PIXELS", writes=(),
          env={"RESTORE_MAX_PIXELS": "abc"}),
