@@ -37,7 +37,7 @@ SMALL: dict[str, tuple[str, str, dict]] = {
     "LaMa": ("spandrel.architectures.LaMa", "LaMa", dict()),
     "OmniSR": ("spandrel.architectures.OmniSR", "OmniSR", dict(num_feat=16, block_num=1, window_size=8, res_num=1, up_scale=2)),
     "SCUNet": ("spandrel.architectures.SCUNet", "SCUNet", dict(config=[1, 1, 1, 1, 1, 1, 1], dim=16)),
-    "FBCNN": ("spandrel.architectures.FBCNN", "FBCNN", dict(nc=[16, 32, 64, 128], nb=2)),
+    "FBCNN": ("spandrel.architectures.FBCNN", "FBCNN", dict(nb=2)),  # its quality-factor head is 512 wide
     "Uformer": ("spandrel.architectures.Uformer", "Uformer", dict(img_size=128, embed_dim=8, depths=[1, 1, 1, 1, 1, 1, 1, 1, 1], num_heads=[1, 1, 1, 1, 1, 1, 1, 1, 1], win_size=8)),
     "RGT": ("spandrel.architectures.RGT", "RGT", dict(embed_dim=24, depth=[1], num_heads=[2], upscale=2, split_size=[8, 8])),
     "DAT": ("spandrel.architectures.DAT", "DAT", dict(embed_dim=24, depth=[1], num_heads=[2], upscale=2, split_size=[4, 8])),
@@ -194,7 +194,7 @@ def survey_one(arch: str, folder: Path, lines=("10.3", "10.13", "11.0")) -> Row:
         torch.set_num_threads(1)
         try:
             with torch.inference_mode():
-                t_torch = _time(lambda: net2(torch.from_numpy(x)))
+                t_torch = _time(lambda: net2(torch.from_numpy(x.copy())))
             t_ort = _time(lambda: session.run(None, {session.get_inputs()[0].name: x}))
         finally:
             torch.set_num_threads(threads)

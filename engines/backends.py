@@ -190,7 +190,8 @@ class PyTorchRunner(Runner):
 
     def _infer(self, feed):
         torch = self._torch
-        args = [torch.from_numpy(np.ascontiguousarray(feed[n], dtype=np.float32)).to(self.device) for n in self.input_names]
+        # a copy: some models change their input in place (RCAN's mean shift), and feeds are reused
+        args = [torch.from_numpy(np.array(feed[n], dtype=np.float32, copy=True)).to(self.device) for n in self.input_names]
         with torch.inference_mode():
             y = self._net(*args)
         if self.device.startswith("cuda"):

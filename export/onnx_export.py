@@ -97,7 +97,7 @@ def verify(path: Path, net: torch.nn.Module, spec: ModelSpec, *, size: int | tup
         feeds[meta.name] = value.astype(np.float16 if meta.type == "tensor(float16)" else np.float32)
     got = session.run(None, feeds)[0].astype(np.float32)
     with torch.inference_mode():
-        ref = net(*[torch.from_numpy(v) for v in inputs]).numpy()
+        ref = net(*[torch.from_numpy(v.copy()) for v in inputs]).numpy()
     if got.shape != ref.shape:
         raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
     if not np.isfinite(got).all():
@@ -177,7 +177,8 @@ def _source_sha256(spec: ModelSpec, weights: str | os.PathLike | None) -> str:
 
 def _torch_outputs(net: torch.nn.Module, inputs: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     with torch.inference_mode():
-        return [net(*[torch.from_numpy(v) for v in x]).float().numpy() for x in inputs]
+        # copies: a model may change its input in place (RCAN's mean shift), and the inputs are reused
+        return [net(*[torch.from_numpy(v.copy()) for v in x]).float().numpy() for x in inputs]
 
 
 def size_parity(graph: onnx.ModelProto, net: torch.nn.Module, spec: ModelSpec, batches=(2, 1)) -> tuple[float, str]:
