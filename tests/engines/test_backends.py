@@ -86,3 +86,25 @@ def test_tensorrt_runner_needs_sidecar_and_tensorrt(tmp_path, art):
             runner.activate()
         pytest.skip("TensorRT is not installed: engine inference not tested")
     pytest.skip("a real engine needs a GPU build step (engines/tensorrt)")
+
+
+def test_pytorch_runner_never_changes_the_feed():
+    """A model that changes its input in place (RCAN's mean shift does) must not change the caller's
+    array: parity feeds the same array to the reference and the artefact."""
+    import dataclasses
+
+    import torch
+
+    from restormer_deploy.engines.backends import PyTorchRunner
+    from restormer_deploy.restormer.presets import PRESETS
+
+    class InPlace(torch.nn.Module):
+        def forward(self, x):
+            return x.sub_(0.5)
+
+    spec = dataclasses.replace(PRESETS["default"], pad_multiple=1)
+    x = np.full((1, 3, 8, 8), 0.75, np.float32)
+    with PyTorchRunner(net=InPlace(), spec=spec) as runner:
+        first, second = runner.run(x), runner.run(x)
+    np.testing.assert_array_equal(x, 0.75)
+    np.testing.assert_array_equal(first, second)
