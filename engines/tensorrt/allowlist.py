@@ -65,7 +65,7 @@ SOURCES = {
                     "L5575-5610 IEinsumLayer: inputs kFLOAT or kHALF; L5606 'TensorRT does not support ellipsis, "
                     "diagonal operations or more than two inputs for Einsum'",
     "nvinfer-10.13": f"{_TRT} include/NvInfer.h at release/10.13 (b8db91e15be2cae4465ac17fab19e0f969e45407) "
-                     "L5781-5817 IEinsumLayer: the note on ellipsis and diagonals is gone ('Ellipsis ... can be used')",
+                     "L5781-5814 IEinsumLayer: the note on ellipsis and diagonals is gone ('Ellipsis ... can be used')",
     "dims-10.3": f"{_TRT} include/NvInferRuntimeBase.h at release/10.3 (5b990f0a739d8faf962dfe54f4829942633c639c) "
                  "L204-205: 'The maximum rank ... MAX_DIMS{8}'",
     "cl": f"{_TRT} CHANGELOG.md at release/11.1 (905361629f22836090d75ea77cba732a25107148)",
@@ -255,13 +255,18 @@ RULES: dict[str, Rule] = {r.op: r for r in [
               "imp-11.0 Pad (constant_value a scalar); cl 10.4 'tensor axes for Pad'", inputs=(2, 4),
        attrs={"mode": ("constant", "reflect", "edge", "wrap")},
        const_inputs={3: "10.7"}, types=NUMBERS),
-    # reductions: axes must be weights on every line (reduceTensor)
-    _r("ReduceMean", "ops-10.1 ReduceMean 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
-    _r("ReduceSum", "ops-10.1 ReduceSum 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
-    _r("ReduceProd", "ops-10.1 ReduceProd 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
-    _r("ReduceSumSquare", "ops-10.1 ReduceSumSquare 'axes must be an initializer'; utl-10.1 reduceTensor L1456",
+    # reductions: axes an attribute, or an input that must be weights, on every line (reduceTensor)
+    _r("ReduceMean", "ops-10.1 ReduceMean 'axes must be an initializer'; utl-10.1 reduceTensor L1456-1501 "
+                     "(an axes attribute read first, L1467-1470)", **_REDUCE),
+    _r("ReduceSum", "ops-10.1 ReduceSum 'axes must be an initializer'; utl-10.1 reduceTensor L1456-1501 "
+                    "(an axes attribute read first, L1467-1470)", **_REDUCE),
+    _r("ReduceProd", "ops-10.1 ReduceProd 'axes must be an initializer'; utl-10.1 reduceTensor L1456-1501 "
+                     "(an axes attribute read first, L1467-1470)", **_REDUCE),
+    _r("ReduceSumSquare", "ops-10.1 ReduceSumSquare 'axes must be an initializer'; utl-10.1 reduceTensor L1456-1501 "
+                          "(an axes attribute read first, L1467-1470)",
        **_REDUCE),
-    _r("ReduceMax", "ops-10.1 ReduceMax 'axes must be an initializer'; utl-10.1 reduceTensor L1456", **_REDUCE),
+    _r("ReduceMax", "ops-10.1 ReduceMax 'axes must be an initializer'; utl-10.1 reduceTensor L1456-1501 "
+                    "(an axes attribute read first, L1467-1470)", **_REDUCE),
     _r("ReduceL2", "ops-10.1 ReduceL2 'axes must be an initializer'; imp-10.1 ReduceL2 L4320-4334 (ReduceSumSquare, "
                    "then unaryHelper kSQRT: floats only, utl-10.1 L1730-1735); utl-10.1 reduceTensor L1456; imp-10.13 "
                    "ReduceL2 (the same)", **{**_REDUCE, "types": FLOATS}),
