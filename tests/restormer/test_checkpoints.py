@@ -98,11 +98,17 @@ def test_our_checkpoint_round_trip(tmp_path):
         assert torch.equal(v, net.state_dict()[k])
 
 
-def test_unknown_model_and_bare_pth():
+def test_unknown_model_and_bare_pth(tmp_path):
     with pytest.raises(ValueError, match="unknown model"):
         resolve("restormer-denoise-purple")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        resolve(str(tmp_path / "converse_dncnn.pth"))
+    pytest.importorskip("spandrel")
+    # an official ConverseNet state dict is no architecture spandrel knows: the message says PRESET --weights
+    net = ConverseBlock(8, 8, 3, padding=2, padding_mode="circular")
+    torch.save(net.state_dict(), tmp_path / "converse_block.pth")
     with pytest.raises(ValueError, match="PRESET --weights"):
-        resolve("converse_dncnn.pth")
+        resolve(str(tmp_path / "converse_block.pth"))
 
 
 def test_alpha_block_starts_as_identity():
