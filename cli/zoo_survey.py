@@ -49,7 +49,7 @@ SMALL: dict[str, tuple[str, str, dict]] = {
     "RealCUGAN": ("spandrel.architectures.RealCUGAN", "UpCunet2x", dict()),
     "SAFMN": ("spandrel.architectures.SAFMN", "SAFMN", dict(dim=16, n_blocks=2, upscaling_factor=2)),
     "SAFMNBCIE": ("spandrel.architectures.SAFMNBCIE", "SAFMN_BCIE", dict(dim=16, n_blocks=1, num_layers=1, upscaling_factor=2)),
-    "DCTLSA": ("spandrel.architectures.DCTLSA", "DCTLSA", dict(nf=20, num_modules=1, upscale=2, num_head=2)),
+    "DCTLSA": ("spandrel.architectures.DCTLSA", "DCTLSA", dict(nf=20, num_modules=6, upscale=2, num_head=2)),
     "FFTformer": ("spandrel.architectures.FFTformer", "FFTformer", dict(dim=8, num_blocks=[1, 1, 1], num_refinement_blocks=1)),
     "NAFNet": ("spandrel.architectures.NAFNet", "NAFNet", dict(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])),
     "ATD": ("spandrel.architectures.ATD", "ATD", dict(embed_dim=24, depths=(2,), num_heads=(2,), window_size=8, upscale=2, upsampler="pixelshuffle")),
@@ -226,6 +226,13 @@ def survey(archs: list[str] | None = None, on_row=None) -> list[Row]:
     return rows
 
 
+def _cell(text: str, limit: int = 260) -> str:
+    import re
+
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m|\[[0-9;]*m", "", str(text)).split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _db(v) -> str:
     return "" if v is None else ("inf" if v == float("inf") else f"{v:.1f}")
 
@@ -233,7 +240,7 @@ def _db(v) -> str:
 def markdown(rows: list[Row], header: str = "") -> str:
     ok32 = sum(r.fp32 == "ok" for r in rows)
     ok16 = sum(r.fp16 == "ok" and (r.fp16_arith_db or 0) >= 45 for r in rows)
-    lines_ = sorted({k for r in rows for k in r.trt if k != "error"})
+    lines_ = sorted({k for r in rows for k in r.trt if k != "error"}, key=lambda v: tuple(int(p) for p in v.split(".")))
     out = [
         "# Architectures: every spandrel architecture through the verified path",
         "",
@@ -252,12 +259,12 @@ def markdown(rows: list[Row], header: str = "") -> str:
         "|---|---|---|---:|---|---|---|---:|---|---|---|" + "---|" * len(lines_) + "---:|",
     ]
     for r in rows:
-        fp16 = (f"ok ({_db(r.fp16_ort_db)} / {_db(r.fp16_arith_db) or 'not emulated'} / {r.islands})" if r.fp16 == "ok" else r.fp16)
+        fp16 = (f"ok ({_db(r.fp16_ort_db)} / {_db(r.fp16_arith_db) or 'not emulated'} / {r.islands})" if r.fp16 == "ok" else _cell(r.fp16))
         trt = [r.trt.get(l, r.trt.get("error", "")) for l in lines_]
         out.append(f"| {r.architecture} | {r.task} | {r.scale or ''} | {r.params:,} | {r.size_req.strip()} | "
-                   f"{r.fp32 if r.fp32 != 'ok' else 'ok'} | {r.exporter} | {_db(r.fp32_db)} | {r.sizes} | "
+                   f"{_cell(r.fp32)} | {r.exporter} | {_db(r.fp32_db)} | {r.sizes} | "
                    f"{'1 only' if r.max_batch == 1 else ('any' if r.fp32 == 'ok' else '')} | {fp16} | "
-                   + " | ".join(str(t).replace('|', '/') for t in trt) + f" | {'' if r.speed is None else f'{r.speed:.2f}x'} |")
+                   + " | ".join(_cell(str(t), 90) for t in trt) + f" | {'' if r.speed is None else f'{r.speed:.2f}x'} |")
     return "\n".join(out).replace("\n\n\n", "\n\n") + "\n"
 
 
@@ -267,8 +274,19 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def main(out: Path = typer.Option(None, "--out", help="Write the Markdown table here."),
          only: str = typer.Option("", "--only", help="Comma-separated architecture ids."),
-         json_out: Path = typer.Option(None, "--json", help="Write the rows as JSON.")) -> None:
+         json_out: Path = typer.Option(None, "--json", help="Write the rows as JSON (as the survey goes)."),
+         render: list[Path] = typer.Option([], "--render", help="Only write --out from these JSON files of rows (later files win).")) -> None:
     """Survey spandrel's architectures (see the module docstring)."""
+    if render:
+        from restormer_deploy.restormer.zoo import registry_ids
+
+        by_arch: dict[str, Row] = {}
+        for path in render:
+            for data in json.loads(path.read_text()):
+                by_arch[data["architecture"]] = Row(**data)
+        rows = [by_arch.get(a, Row(a, fp32="not surveyed yet")) for a in registry_ids()]
+        out.write_text(markdown(rows))
+        return
     archs = [a for a in only.split(",") if a] or None
     done: list[Row] = []
 
