@@ -169,7 +169,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode="rich", context_setting
 
 @app.command(help=__doc__, epilog=EPILOG)
 def main(
-    model: str = typer.Argument(..., help="Preset name or one of our .safetensors checkpoints (with --format trt / --check-trt also an .onnx file)."),
+    model: str = typer.Argument(..., help="Preset name, one of our .safetensors checkpoints or any checkpoint spandrel recognises (.pth/.pt/.ckpt/.safetensors; with --format trt / --check-trt also an .onnx file)."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .onnx file (.engine or .plan with --format trt, a folder with --format triton-repo). Required, except to lint an existing .onnx MODEL with --check-trt."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights (.pth with weights_only=True, or .safetensors)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8 (Q/DQ; needs --calib-dir, see docs/INT8.md)."),
@@ -181,7 +181,7 @@ def main(
     inline: bool = typer.Option(False, "--inline", help="Expand the custom nodes' functions into plain ONNX ops."),
     opset: int = typer.Option(20, "--opset", help="Default-domain opset (>= 20: Converse2D's function uses DFT)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
-    check_trt: Optional[str] = typer.Option(None, "--check-trt", help="Lint the ONNX for the TensorRT parser of this version (10.3 to 10.16, 11.0 to 11.5; exit 1 on any node it would refuse).", rich_help_panel="TensorRT"),
+    check_trt: Optional[str] = typer.Option(None, "--check-trt", help="Lint the ONNX for the TensorRT parser of this version (10.3 to 10.16, 11.0 to 11.5; exit 1 on a node a cited rule refuses, 4 on a form no rule was read for).", rich_help_panel="TensorRT"),
     save_prepared: Optional[Path] = typer.Option(None, "--save-prepared", help="With --check-trt or --format trt: also write the ONNX exactly as that TensorRT's parser gets it (TransposedAttention inlined; before 10.7 Converse2D's function removed): the file for trtexec.", rich_help_panel="TensorRT"),
     min_shape: Optional[str] = typer.Option(None, "--min-shape", help="trt: profile minimum NxCxHxW.", rich_help_panel="TensorRT"),
     opt_shape: Optional[str] = typer.Option(None, "--opt-shape", help="trt: profile optimum NxCxHxW.", rich_help_panel="TensorRT"),
