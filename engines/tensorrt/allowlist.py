@@ -170,6 +170,13 @@ RULES: dict[str, Rule] = {r.op: r for r in [
     _r("Cos", f"ops-10.1 Cos; imp-10.1 Cos L1117; {_UN}"),
     _r("Sin", f"ops-10.1 Sin; imp-10.1 Sin L5263; {_UN}"),
     _r("Erf", f"ops-10.1 Erf; imp-10.1 Erf L1801; {_UN}"),
+    _r("Floor", f"ops-10.1 Floor; imp-10.1 Floor L1919-1922; imp-10.13 Floor (unaryHelper kFLOOR); {_UN} (floats "
+                f"only, L1730-1735)"),
+    _r("Atan", f"ops-10.1 Atan; imp-10.1 Atan L167-170; {_UN} (floats only, L1730-1735)"),
+    _r("Greater", f"ops-10.1 Greater; imp-10.1 Greater L2137-2140; imp-10.13 Greater; {_EW}", **_ELEMENTWISE),
+    _r("Less", f"ops-10.1 Less; imp-10.1 Less L2812-2815; {_EW}", **_ELEMENTWISE),
+    _r("Flatten", "ops-10.1 Flatten; imp-10.1 Flatten L1898-1917 (axis, default 1, utl-10.1 flattenTensor L613); "
+                  "imp-10.13 Flatten (the same)", attrs={"axis": ANY}, types=ALL),
     _r("Exp", f"ops-10.1 Exp; imp-10.1 Exp L1806-1809; imp-10.13 Exp (unaryHelper kEXP); {_UN} (floats only, "
               f"L1730-1735)"),
     _r("Relu", f"ops-10.1 Relu; imp-10.1 Relu L4374; {_ACT}"),
@@ -267,6 +274,9 @@ RULES: dict[str, Rule] = {r.op: r for r in [
        **_REDUCE),
     _r("ReduceMax", "ops-10.1 ReduceMax 'axes must be an initializer'; utl-10.1 reduceTensor L1456-1501 "
                     "(an axes attribute read first, L1467-1470)", **_REDUCE),
+    _r("ReduceMin", "ops-10.1 ReduceMin 'axes must be an initializer'; imp-10.1 ReduceMin L4345-4349; utl-10.1 "
+                    "reduceTensor L1456-1501 (an axes attribute read first, L1467-1470); imp-10.13 ReduceMin",
+       **_REDUCE),
     _r("ReduceL2", "ops-10.1 ReduceL2 'axes must be an initializer'; imp-10.1 ReduceL2 L4320-4334 (ReduceSumSquare, "
                    "then unaryHelper kSQRT: floats only, utl-10.1 L1730-1735); utl-10.1 reduceTensor L1456; imp-10.13 "
                    "ReduceL2 (the same)", **{**_REDUCE, "types": FLOATS}),

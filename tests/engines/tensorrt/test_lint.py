@@ -94,7 +94,9 @@ EXAMPLES = {
     "BatchNormalization": ([X4, const(np.ones(4)), const(np.zeros(4)), const(np.zeros(4)), const(np.ones(4))],
                            {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0}, 1),
     "TopK": ([tensor(F, [1, 8]), const([2], I64)], {"axis": -1, "largest": 1, "sorted": 1}, 2),
-    "Exp": ([X4], {}, 1),
+    "Exp": ([X4], {}, 1), "Floor": ([X4], {}, 1), "Atan": ([X4], {}, 1), "Greater": ([X4, X4], {}, 1),
+    "Less": ([X4, const(0.5)], {}, 1), "Flatten": ([X4], {"axis": 1}, 1),
+    "ReduceMin": ([X4, const([1], I64)], {"keepdims": 1}, 1),
     "InstanceNormalization": ([tensor(F, [1, 4, 16]), const(np.ones(4)), const(np.zeros(4))], {"epsilon": 1e-6}, 1),
     "ArgMax": ([tensor(F, [2, 64]), ], {"axis": 1, "keepdims": 0, "select_last_index": 0}, 1),
     "ArgMin": ([tensor(F, [2, 64]), ], {"axis": 1, "keepdims": 0, "select_last_index": 0}, 1),
@@ -120,12 +122,13 @@ BAD_VALUES = {
     ("AveragePool", "auto_pad"): "EXPLICIT_ROUND_UP", ("AveragePool", "ceil_mode"): 2,
     ("AveragePool", "count_include_pad"): 2, ("ArgMax", "keepdims"): 2, ("ArgMax", "select_last_index"): 2,
     ("ArgMin", "keepdims"): 2, ("ArgMin", "select_last_index"): 2, ("ScatterElements", "reduction"): "add",
+    ("ReduceMin", "noop_with_empty_axes"): 2,
 }
 # a type of input 0 each rule refuses
 BAD_TYPES = {"Mod": B, "Range": F, "Equal": U8, "Relu": I32, "Gelu": I32, "MatMul": I64, "QuantizeLinear": I64,
              "DequantizeLinear": U8, "If": F, "Not": F, "Where": F, "ConstantOfShape": F, "Einsum": I64,
              "ScatterND": B, "TopK": B, "Clip": B, "Tanh": I32, "Exp": I64,
-             "InstanceNormalization": I64, "ArgMax": B}
+             "InstanceNormalization": I64, "ArgMax": B, "Floor": I64, "Greater": B}
 
 
 def _branch(value: float):

@@ -196,3 +196,17 @@ def test_arg_min_and_scatter_elements():
     # a reduction goes to a plugin (imp-10.1 ScatterElements L5196-5199): not in the allow-list
     assert "parses" not in kinds(build("ScatterElements", [data, const([[1], [3]], I64), upd],
                                        {"axis": 1, "reduction": "add"}, 1, opset=18)).values()
+
+
+def test_comparisons_floor_atan_flatten_reduce_min():
+    """HVICIDNet's and FBCNN's forms: Greater/Less against a scalar (elementwiseHelper broadcasts it, utl-10.1
+    L566-606), Floor/Atan on floats (unaryHelper), Flatten axis 1, ReduceMin with the axes attribute."""
+    x3 = tensor(F, [1, 48, 48])
+    assert kinds(build("Greater", [x3, const(0.5)], {}, 1)) == every("parses")
+    assert kinds(build("Less", [x3, const(0.5)], {}, 1)) == every("parses")
+    assert kinds(build("Floor", [tensor(F, [5])], {}, 1)) == every("parses")
+    assert kinds(build("Atan", [x3], {}, 1)) == every("parses")
+    assert kinds(build("Flatten", [tensor(F, [1, 512, 1, 1])], {"axis": 1}, 1)) == every("parses")
+    assert kinds(build("ReduceMin", [X4], {"axes": [1], "keepdims": 1}, 1, opset=17)) == every("parses")
+    # unaryHelper refuses integer inputs for kFLOOR (utl-10.1 L1730-1735): never parses
+    assert "parses" not in kinds(build("Floor", [tensor(I64, [5])], {}, 1)).values()
