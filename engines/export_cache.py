@@ -268,10 +268,9 @@ def _recheck(runner: Runner, reference: Runner, spec: ModelSpec) -> str:
     """Why a reused file is not the model ('' when it is): run on the sample image with noise drawn at
     random for this run (no one can tune a planted file to it), against PyTorch FP32, at the export's floor."""
     from restormer_deploy.export.onnx_export import sample_inputs
-    from restormer_deploy.export.stages import check_sizes
-    from restormer_deploy.restormer.zoo import is_zoo_architecture
+    from restormer_deploy.export.stages import self_check_size
 
-    inputs = list(sample_inputs(spec, check_sizes(spec)[0] if is_zoo_architecture(spec.architecture) else VERIFY_SIZE))
+    inputs = list(sample_inputs(spec, self_check_size(spec, VERIFY_SIZE)))
     rng = np.random.default_rng()
     inputs[0] = np.clip(inputs[0] + rng.normal(0, 0.05, inputs[0].shape), 0, 1).astype(np.float32)
     with reference:
@@ -318,10 +317,9 @@ def _reuse(path: Path, record_path: Path, key: dict, provider: str, threads: int
 def _verify(runner: Runner, reference: Runner, spec: ModelSpec) -> tuple[float, float]:
     """(PSNR, max abs error) of ``runner`` (activated) against ``reference`` on the exporter's sample image."""
     from restormer_deploy.export.onnx_export import sample_inputs
-    from restormer_deploy.export.stages import check_sizes
-    from restormer_deploy.restormer.zoo import is_zoo_architecture
+    from restormer_deploy.export.stages import self_check_size
 
-    inputs = sample_inputs(spec, check_sizes(spec)[0] if is_zoo_architecture(spec.architecture) else VERIFY_SIZE)
+    inputs = sample_inputs(spec, self_check_size(spec, VERIFY_SIZE))
     with reference:
         want = reference.run(*inputs)
     got = runner.run(*inputs)

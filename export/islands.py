@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from restormer_deploy.export.fp16 import _float_types
+
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 DATA_MAX = 512.0  # ModelOpt AutoCast's default data_max
 FP16_MAX = 65504.0
@@ -46,13 +48,8 @@ def name_nodes(model: onnx.ModelProto) -> None:
 
 
 def _float_values(model: onnx.ModelProto) -> dict[str, int]:
-    inferred = onnx.shape_inference.infer_shapes(model, data_prop=False)
-    types = {}
-    for vi in list(inferred.graph.input) + list(inferred.graph.output) + list(inferred.graph.value_info):
-        types[vi.name] = vi.type.tensor_type.elem_type
-    for init in inferred.graph.initializer:
-        types[init.name] = init.data_type
-    return types
+    """Every tensor's element type, shapes inferred first (the FP16 pass's own reading of types)."""
+    return _float_types(onnx.shape_inference.infer_shapes(model, data_prop=False))
 
 
 def _session(model: onnx.ModelProto, threads: int = 1):

@@ -26,7 +26,7 @@ from restormer_deploy.export.functions import ONNX_OPSET
 from restormer_deploy.export.ort_session import cpu_session
 from restormer_deploy.export.islands import IslandResult, fp16_with_islands
 from restormer_deploy.export.stages import (LOWERINGS, PRECISIONS, TARGETS, ZOO_EXPORTERS, ExportOptions, Quantizer, apply_passes,
-                                            check_sizes, finish, prepare, trace)
+                                            check_sizes, finish, prepare, self_check_size, trace)
 from restormer_deploy.restormer.errors import BadInput, CheckFailed, one_line
 from restormer_deploy.restormer.fileio import atomic_write, sha256_file
 from restormer_deploy.restormer.imageio import read_image
@@ -247,7 +247,7 @@ def trace_zoo(net: torch.nn.Module, spec: ModelSpec, *, target: str = "ort", opt
 def measure_islands(graph: onnx.ModelProto, net: torch.nn.Module, spec: ModelSpec, options: ExportOptions) -> IslandResult:
     """The FP32 islands of the FP16 file, measured on the bundled samples at the export's check size
     (``restormer_deploy.export.islands``); ``graph`` gets unique node names."""
-    size = check_sizes(spec)[0] if is_zoo_architecture(spec.architecture) else (options.verify_size, options.verify_size)
+    size = self_check_size(spec, options.verify_size)
     inputs = [sample_inputs(spec, size, name) for name in SAMPLES]
     names = [i.name for i in graph.graph.input if i.name not in {x.name for x in graph.graph.initializer}]
     feeds = [dict(zip(names, x)) for x in inputs]
@@ -295,7 +295,7 @@ def export(model: str, out: str | os.PathLike, *, weights: str | os.PathLike | N
                               + (f" (last added: {chosen.added[-1]})" if chosen.added else ""))
     onnx_model = finish(quantized or graph, spec, options, source_sha256=_source_sha256(spec, weights), islands=islands,
                         extra=extra)
-    size = check_sizes(spec)[0] if is_zoo_architecture(spec.architecture) else options.verify_size
+    size = self_check_size(spec, options.verify_size)
     max_abs, psnr = write_verified(out, onnx_model, net, spec, precision=options.precision, size=size)
     if quantized is not None:
         quantized.on_accept()

@@ -166,6 +166,14 @@ def check_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
     return sizes
 
 
+def self_check_size(spec: ModelSpec, default: int) -> int | tuple[int, int]:
+    """The input size an export is checked at: ``default`` for our families, the first of
+    ``check_sizes`` for a third-party model (whose size requirements ``default`` may not meet)."""
+    from restormer_deploy.restormer.zoo import is_zoo_architecture
+
+    return check_sizes(spec)[0] if is_zoo_architecture(spec.architecture) else default
+
+
 def trace_torchscript(net: torch.nn.Module, spec: ModelSpec, *, opset: int = 17, batch: int = 2) -> onnx.ModelProto:
     """torch.onnx's TorchScript exporter with dynamic batch, height and width (a third-party model)."""
     import io
